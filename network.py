@@ -1,0 +1,188 @@
+"""
+SSSN and DSSN: single- and dual-stream shallow networks (Khor et al., ICIP 2019).
+
+Follows the authors' Keras code (github IcedDoggie/DSSN-MER, models.py / networks.py):
+each stream is AlexNet conv1 + conv2 with ImageNet-style weights, nothing frozen, and a
+linear classifier on the 256x15x15 maps.
+
+    from network import SSSN, DSSN
+    model = DSSN(num_classes=5, mode="mul")       # mul is the authors' fusion
+    logits = model(x1, x2)                         # x*: (N, 3, 227, 227), pixels in 0..255
+
+The model returns logits; the authors' final softmax is folded into the cross-entropy loss.
+This file stands alone (torch only).
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ImageNet RGB mean the authors subtract from 0..255 pixels before dividing by 255.
+IMAGENET_MEAN = (123.68, 116.779, 103.939)
+CONV1_SHAPE = (96, 3, 11, 11)
+CONV2_SHAPE = (256, 48, 5, 5)
+FEATURES = 256 * 15 * 15  # 57,600 per stream
+
+
+class LRN(nn.Module):
+    """Cross-channel local response normalisation as in the authors' Keras layer
+    (convnets-keras `crosschannelnormalization`, the AlexNet paper's formula):
+
+        b_c = a_c / (k + alpha * sum_{|c'-c| <= n//2} a_c'^2) ** beta
+
+    alpha is NOT divided by n (torch's nn.LocalResponseNorm divides it, a 5x weaker term).
+    The channel window sum is one banded 1x1 convolution (a GEMM), about twice as fast on
+    CPU as nn.LocalResponseNorm's avg_pool3d.
+    """
+
+    def __init__(self, channels, n=5, alpha=1e-4, beta=0.75, k=2.0):
+        super().__init__()
+        self.alpha, self.beta, self.k = alpha, beta, k
+        idx = torch.arange(channels)
+        band = ((idx[:, None] - idx[None, :]).abs() <= n // 2).float()
+        self.register_buffer("band", band[:, :, None, None], persistent=False)
+
+    def forward(self, x):
+        # The band is fp32; under autocast conv2d runs in the autocast dtype anyway.
+        s = F.conv2d(x * x, self.band.to(x.dtype))
+        return x * (self.k + self.alpha * s).pow(-self.beta)
+
+
+class Trunk(nn.Module):
+    """AlexNet conv1 + conv2 as in the authors' code: 3x227x227 -> 256x15x15."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 96, 11, stride=4)             # 55x55, no padding
+        self.lrn1 = LRN(96)
+        self.conv2 = nn.Conv2d(96, 256, 5, padding=2, groups=2)  # 27x27, 2 groups of 128
+        self.lrn2 = LRN(256)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        he_normal_(self)
+
+    def forward(self, x):
+        # The authors' input normalisation (x - mean) / 255 is folded into conv1 (no padding,
+        # so it is exact): one pass less over the largest tensor of the step.
+        w = self.conv1.weight / 255.0
+        b = self.conv1.bias - (self.conv1.weight.sum((2, 3)) @ self.mean.view(3)) / 255.0
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) \
+            else w.dtype
+        x = F.conv2d(x.to(dtype), w, b, stride=4)
+        # ReLU after the pool equals ReLU before it (max commutes with a monotone map) and
+        # touches 4x fewer values.
+        x = self.lrn1(F.relu(F.max_pool2d(x, 3, 2)))               # 55x55 -> 27x27
+        x = self.lrn2(F.relu(F.max_pool2d(self.conv2(x), 3, 2)))   # 27x27 -> 13x13
+        return F.pad(x, (1, 1, 1, 1))                               # 15x15
+
+
+def he_normal_(module):
+    """Keras `he_normal` for convolutions (truncated normal, std sqrt(2/fan_in), zero bias)
+    and Keras' Dense default (glorot_uniform, zero bias) for linear layers."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_in = m.weight[0].numel()
+            std = math.sqrt(2.0 / fan_in)
+            nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class SSSN(nn.Module):
+    """Single-stream shallow network: trunk -> flatten -> dropout 0.5 -> linear."""
+
+    def __init__(self, num_classes=5, dropout=0.5):
+        super().__init__()
+        self.trunks = nn.ModuleList([Trunk()])
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(FEATURES, num_classes)
+        he_normal_(self.fc)
+
+    def features(self, *streams):
+        return self.trunks[0](streams[0])
+
+    def forward(self, *streams):
+        return self.fc(self.dropout(self.features(*streams).flatten(1)))
+
+
+class DSSN(SSSN):
+    """Dual-stream shallow network: two independent trunks (no weight sharing) merged on the
+    256x15x15 maps by `mode`: 'mul' (the authors' choice), 'add' or 'cat' (115,200 features)."""
+
+    MODES = ("add", "mul", "cat")
+
+    def __init__(self, num_classes=5, mode="mul", dropout=0.5):
+        if mode not in self.MODES:
+            raise ValueError(f"DSSN mode must be one of {', '.join(self.MODES)}, got {mode!r}")
+        super().__init__(num_classes, dropout)
+        self.mode = mode
+        self.trunks.append(Trunk())
+        if mode == "cat":
+            self.fc = nn.Linear(2 * FEATURES, num_classes)
+            he_normal_(self.fc)
+
+    def features(self, *streams):
+        if len(streams) != 2:
+            raise ValueError(f"DSSN takes two streams, got {len(streams)}")
+        a, b = self.trunks[0](streams[0]), self.trunks[1](streams[1])
+        if self.mode == "add":
+            return a + b
+        if self.mode == "mul":
+            return a * b
+        return torch.cat([a, b], 1)
+
+
+def build_model(name, num_classes, mode="mul"):
+    if name == "SSSN":
+        return SSSN(num_classes)
+    if name == "DSSN":
+        return DSSN(num_classes, mode=mode)
+    raise ValueError(f"--model must be SSSN or DSSN, got {name!r}")
+
+
+def _find_convs(state):
+    """conv1/conv2 (weight, bias) pairs found by shape, whatever the key prefix
+    (`0.`/`4.` in the port's partial.pt, `layers.0.`/`layers.4.`, `features.*`, ...)."""
+    found = {}
+    for key, w in state.items():
+        if not (key.endswith("weight") and torch.is_tensor(w)):
+            continue
+        bias = state.get(key[: -len("weight")] + "bias")
+        for name, shape in (("conv1", CONV1_SHAPE), ("conv2", CONV2_SHAPE)):
+            if tuple(w.shape) == shape and name not in found and bias is not None \
+                    and tuple(bias.shape) == (shape[0],):
+                found[name] = (w, bias)
+    return found
+
+
+def load_pretrained(model, path):
+    """Copy AlexNet conv1/conv2 weights from a state dict file into every trunk of `model`.
+    Raises ValueError with one line naming the expected and found shapes."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unreadable / not a torch file
+        raise ValueError(f"{path}: cannot read weights file ({type(e).__name__}: {e})") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+    found = _find_convs(state)
+    if len(found) < 2:
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in state.items() if torch.is_tensor(v))
+        raise ValueError(f"{path}: expected conv1 weight {CONV1_SHAPE} and conv2 weight {CONV2_SHAPE} "
+                         f"(each with a bias), found: {shapes or 'no tensors'}")
+    with torch.no_grad():
+        for trunk in model.trunks:
+            for name in ("conv1", "conv2"):
+                conv = getattr(trunk, name)
+                conv.weight.copy_(found[name][0])
+                conv.bias.copy_(found[name][1])
+    return model
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,115 @@
+"""
+Preprocess a dataset once into per-sample .npz caches (aligned face, TV-L1 flow, u, v,
+magnitude, strain, gray apex), so training never touches the frames again.
+
+    python save_preprocess_weight.py --csv_path CASME2-coding-20140508.xlsx \\
+        --root CASME2_RAW --catego CASME --cache_dir cache/CASME --workers 2
+    python save_preprocess_weight.py ... --check      # list samples and missing frames, compute nothing
+    python save_preprocess_weight.py ... --show 0 --out sample0.png   # what the network sees
+
+Caches are written atomically and skipped when already valid, so an interrupted run just
+continues. Samples that fail (missing frame, no face) are listed at the end, exit status 1.
+"""
+import argparse
+import os
+import sys
+
+import dataloader as dl
+import preprocess as pp
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--csv_path", required=True, help="coding sheet (.xlsx as distributed, or .csv)")
+    p.add_argument("--root", required=True, help="dataset folder holding the subject folders")
+    p.add_argument("--catego", required=True, choices=list(dl.DATASETS), help="dataset")
+    p.add_argument("--num_classes", type=int, default=5, help="class set (5, or 3 = MEGC)")
+    p.add_argument("--cache_dir", default=None, help="cache folder (default cache/<catego>)")
+    p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES],
+                   help="auto: dlib alignment for raw frames, none for cropped (CASME II reg_img)")
+    p.add_argument("--encoding", default="fixed", choices=pp.ENCODINGS,
+                   help="fixed: authors' x16+128; minmax: the port's per-sample rescaling")
+    p.add_argument("--workers", type=int, default=os.cpu_count(), help="processes")
+    p.add_argument("--check", action="store_true", help="only list samples and missing frames")
+    p.add_argument("--show", type=int, default=None, metavar="N", help="plot sample N's inputs")
+    p.add_argument("--out", default="sample.png", help="image file for --show")
+    return p
+
+
+def check(samples):
+    """Print what the sheet gives and every missing frame; return the number missing."""
+    print(dl.describe(samples))
+    missing = sorted({p for r in samples.table.itertuples() for p in (r.onset_path, r.apex_path)
+                      if not os.path.isfile(p)})
+    for p in missing:
+        print(f"  missing frame: {p}")
+    print(f"{len(missing)} missing frames")
+    return len(missing)
+
+
+def show(samples, cache_dir, n, out, encoding="fixed", face="auto"):
+    """Onset and apex crops and the five network inputs of sample n, side by side."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    row = samples.table.iloc[n].to_dict()
+    if face != "auto":
+        row["face"] = face
+    keys = ["onset", "apex", "u", "v", "F", "S", "G"]
+    c = dl.read_cache(dl.cache_file(cache_dir, row), dl.cache_settings(row, encoding), keys)
+    if c is None:
+        raise dl.DataError(f"{dl.cache_file(cache_dir, row)}: no valid cache; run without --show first")
+    titles = ["onset", "apex", "u (x16+128)", "v (x16+128)", "F magnitude", "S strain", "G gray apex"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.2 * len(keys), 2.6))
+    for ax, k, t in zip(axes, keys, titles):
+        ax.imshow(c[k], cmap=None if c[k].ndim == 3 else "gray", vmin=0, vmax=255)
+        ax.set_title(t, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"{row['subject']}/{row['filename']}  ({samples.classes[row['label']]})", fontsize=10)
+    fig.tight_layout()
+    dl.atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=90))
+    print(f"wrote {out}")
+
+
+def run(args):
+    cache_dir = args.cache_dir or os.path.join("cache", args.catego)
+    samples = dl.read_samples(args.csv_path, args.root, args.catego, args.num_classes)
+    if args.check:
+        return 1 if check(samples) else 0
+    if args.show is not None:
+        if not 0 <= args.show < len(samples.table):
+            raise dl.DataError(f"--show {args.show}: the dataset has samples 0..{len(samples.table) - 1}")
+        dl.build_caches(samples.__class__(samples.table.iloc[[args.show]], samples.classes,
+                                          samples.catego, []), cache_dir, args.encoding, args.face, 1)
+        show(samples, cache_dir, args.show, args.out, args.encoding, args.face)
+        return 0
+    print(dl.describe(samples))
+    failures = dl.build_caches(samples, cache_dir, args.encoding, args.face, args.workers)
+    report_failures(failures)
+    print(f"caches in {cache_dir}: {len(samples.table) - len(failures)} of {len(samples.table)} samples")
+    return 1 if failures else 0
+
+
+def report_failures(failures):
+    if failures:
+        print(f"\n{len(failures)} samples failed:")
+        width = max(len(s) for s, _ in failures)
+        for s, why in sorted(failures):
+            print(f"  {s:<{width}}  {why}")
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except (dl.DataError, pp.PreprocessError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished caches are kept; rerun to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

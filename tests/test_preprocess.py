@@ -1,0 +1,91 @@
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+import preprocess as pp
+
+
+@pytest.fixture(scope="module")
+def face():
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)   # a real face photo from scikit-image
+
+
+def eyes(pts):
+    return pts[36:42].mean(0), pts[42:48].mean(0)
+
+
+def test_landmark_model_found_without_import():
+    import sys
+    assert pp.landmark_model_path().endswith("shape_predictor_68_face_landmarks.dat")
+    assert "face_recognition_models" not in sys.modules
+
+
+def test_alignment_levels_eyes_of_a_rotated_face(face):
+    # tilt the photo by 10 degrees; after alignment the eyes are level at (0.35, 0.35) of the crop
+    rot = cv2.getRotationMatrix2D((256, 256), 10, 1.0)
+    tilted = cv2.warpAffine(face, rot, (512, 512), borderMode=cv2.BORDER_REPLICATE)
+    pts = pp.landmarks(tilted)
+    le, re = eyes(pts)
+    assert abs(np.degrees(np.arctan2(*(re - le)[::-1]))) > 5   # really tilted before
+    m = pp.align_matrix(pts)
+    (lx, ly), (rx, ry) = (m @ np.array([*le, 1.0]), m @ np.array([*re, 1.0]))
+    assert abs(ly - ry) < 0.5
+    assert lx == pytest.approx(0.35 * pp.SIZE, abs=0.5) and ly == pytest.approx(0.35 * pp.SIZE, abs=0.5)
+    assert rx == pytest.approx(0.65 * pp.SIZE, abs=0.5)
+    # and landmarks found again on the aligned crop agree with that (the crop holds the face)
+    on, _ = pp.crop_pair(tilted, tilted, "dlib")
+    le2, re2 = eyes(pp.landmarks(on))
+    assert abs(le2[1] - re2[1]) < 3 and abs(le2[0] - 0.35 * pp.SIZE) < 5
+
+
+def test_features_see_a_known_shift(face):
+    # apex = onset moved 2 px right on the aligned crop: u ~ +2 px -> 128 + 32, v ~ 0 -> 128
+    on, _ = pp.crop_pair(face, face, "dlib")
+    ap = cv2.warpAffine(on, np.float32([[1, 0, 2], [0, 1, 0]]), (pp.SIZE, pp.SIZE), borderMode=cv2.BORDER_REPLICATE)
+    f = pp.features(on, ap, face="none")
+    c = slice(60, 170)   # away from the border
+    assert np.median(f["u"][c, c]) == pytest.approx(160, abs=3)
+    assert np.median(f["v"][c, c]) == pytest.approx(128, abs=2)
+    assert np.median(f["F"][c, c]) == pytest.approx(160, abs=3)
+    assert np.median(f["S"][c, c]) < 10        # a pure translation has no strain
+    assert np.array_equal(f["G"], cv2.cvtColor(ap, cv2.COLOR_BGR2GRAY))
+    for k in "uvFSG":
+        assert f[k].shape == (pp.SIZE, pp.SIZE) and f[k].dtype == np.uint8
+
+
+def test_encodings():
+    x = np.array([[-10.0, -1.0, 0.0, 0.5, 10.0]])
+    assert pp.to_uint8(x, 16, 128, "fixed").tolist() == [[0, 112, 128, 136, 255]]
+    assert pp.to_uint8(x, 16, 128, "minmax").tolist() == [[0, 115, 128, 134, 255]]
+    with pytest.raises(ValueError, match="--encoding"):
+        pp.to_uint8(x, 16, 128, "log")
+
+
+def test_strain_known_answer_no_wraparound():
+    yy, xx = np.mgrid[0:20, 0:30].astype(np.float64)
+    # u = 0.1 x, v = 0.2 y: u_x = 0.1, v_y = 0.2, no shear -> sqrt(0.01 + 0.04) everywhere,
+    # borders included (np.roll would wrap the ramp and spike at the last row / column)
+    e = pp.optical_strain(0.1 * xx, 0.2 * yy)
+    assert np.allclose(e, np.sqrt(0.05))
+    # pure shear u = 0.3 y: u_y = 0.3 -> sqrt(0.5 * 0.09)
+    assert np.allclose(pp.optical_strain(0.3 * yy, 0 * yy), np.sqrt(0.045))
+
+
+def test_bad_frames_name_the_file(tmp_path, face):
+    with pytest.raises(pp.PreprocessError, match="img9.jpg: frame not found"):
+        pp.read_image(str(tmp_path / "img9.jpg"))
+    bad = tmp_path / "img1.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(pp.PreprocessError, match="img1.jpg: cannot read image"):
+        pp.read_image(str(bad))
+    blank = np.full((240, 320, 3), 127, np.uint8)
+    with pytest.raises(pp.PreprocessError, match="wall.jpg: no face found"):
+        pp.features(blank, blank, face="dlib", onset_name="wall.jpg")
+
+
+def test_stream_stacks_u_v_and_mode():
+    f = {k: np.full((4, 4), i, np.uint8) for i, k in enumerate("uvFSG")}
+    assert pp.stream(f, "S")[:, 0, 0].tolist() == [0, 1, 3]
+    with pytest.raises(ValueError, match="--image_mode"):
+        pp.stream(f, "X")

@@ -1,0 +1,144 @@
+"""Tests for utils.py (SAMM frame renamer). Run: python -m pytest tests/test_utils.py -q"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import utils
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def snapshot(root):
+    """{relative path: content} of every file under root."""
+    out = {}
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+def write(path, content):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(content)
+
+
+@pytest.fixture
+def samm(tmp_path):
+    """Fake SAMM root: unpadded, padded, non-matching and conflicting files. Content = name."""
+    root = tmp_path / "SAMM"
+    files = [
+        "006/006_1_2/006_5562.jpg",   # conflict: 006_05562.jpg exists too
+        "006/006_1_2/006_05562.jpg",
+        "006/006_1_2/006_5563.jpg",   # -> 006_05563.jpg
+        "006/006_1_2/006_05564.jpg",  # already padded
+        "006/006_1_2/notes.txt",      # not {prefix}_{digits}.{ext}
+        "007/007_7_1/007_42.PNG",     # -> 007_00042.PNG, extension kept as is
+        "007/007_7_1/007_4000.bmp",   # -> 007_04000.bmp
+        "007/007_7_1/007_00099.png",  # already padded
+        "007/007_7_1/007_12.txt",     # frame-like name, not an image
+    ]
+    for f in files:
+        write(str(root / f), f.encode())
+    return root
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "utils.py", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+EXPECTED = {
+    "006/006_1_2/006_5563.jpg": "006/006_1_2/006_05563.jpg",
+    "007/007_7_1/007_42.PNG": "007/007_7_1/007_00042.PNG",
+    "007/007_7_1/007_4000.bmp": "007/007_7_1/007_04000.bmp",
+}
+
+
+def test_plan(samm):
+    renames, already, skipped = utils.samm_rename_plan(str(samm))
+    rel = lambda p: os.path.relpath(p, samm)
+    assert {rel(o): rel(n) for o, n in renames} == EXPECTED
+    assert already == 3  # 006_05562, 006_05564, 007_00099
+    reasons = {rel(p): r for p, r in skipped}
+    assert set(reasons) == {"006/006_1_2/006_5562.jpg", "006/006_1_2/notes.txt", "007/007_7_1/007_12.txt"}
+    assert reasons["006/006_1_2/006_5562.jpg"].startswith("conflict")
+    assert reasons["006/006_1_2/notes.txt"] == utils.NOT_FRAME
+    assert reasons["007/007_7_1/007_12.txt"] == utils.NOT_IMAGE
+
+
+def test_plan_single_clip_and_width(samm):
+    clip = samm / "007" / "007_7_1"
+    renames, already, _ = utils.samm_rename_plan(str(clip), width=6)
+    names = sorted((os.path.basename(o), os.path.basename(n)) for o, n in renames)
+    assert names == [("007_00099.png", "007_000099.png"), ("007_4000.bmp", "007_004000.bmp"),
+                     ("007_42.PNG", "007_000042.PNG")]
+    assert already == 0
+
+
+def test_same_target_is_conflict_for_both(tmp_path):
+    write(str(tmp_path / "006_1.jpg"), b"a")
+    write(str(tmp_path / "006_01.jpg"), b"b")
+    renames, _, skipped = utils.samm_rename_plan(str(tmp_path))
+    assert renames == []
+    assert len(skipped) == 2 and all(r.startswith("conflict") for _, r in skipped)
+
+
+def test_apply_renames_never_overwrites(tmp_path):
+    write(str(tmp_path / "a_1.jpg"), b"old")
+    write(str(tmp_path / "a_00001.jpg"), b"target")  # appeared after planning
+    plan = [(str(tmp_path / "a_1.jpg"), str(tmp_path / "a_00001.jpg"))]
+    assert utils.apply_renames(plan) == plan
+    assert snapshot(tmp_path) == {"a_1.jpg": b"old", "a_00001.jpg": b"target"}
+
+
+def test_cli_dry_run_changes_nothing(samm):
+    before = snapshot(samm)
+    r = cli("samm_rename", "--root", samm)
+    assert snapshot(samm) == before
+    assert r.returncode == 1  # the conflict is reported in the dry run too
+    listed = [l for l in r.stdout.splitlines() if " -> " in l]
+    assert sorted(listed) == sorted(f"{o} -> {n}" for o, n in EXPECTED.items())
+    assert "3 files would be renamed, 3 already padded, 3 skipped" in r.stdout
+    assert "006_5562.jpg" in r.stderr and "conflict" in r.stderr
+
+
+def test_cli_apply_then_idempotent(samm):
+    before = snapshot(samm)
+    r = cli("samm_rename", "--root", samm, "--apply")
+    assert r.returncode == 1, r.stderr  # conflict -> non-zero, after the safe renames
+    after = snapshot(samm)
+    expected = {EXPECTED.get(k, k): v for k, v in before.items()}
+    assert after == expected  # exactly the planned renames, contents moved with them
+    # Conflicting pair untouched, both contents intact.
+    assert after["006/006_1_2/006_5562.jpg"] == b"006/006_1_2/006_5562.jpg"
+    assert after["006/006_1_2/006_05562.jpg"] == b"006/006_1_2/006_05562.jpg"
+    assert "3 files renamed, 3 already padded, 3 skipped" in r.stdout
+
+    r2 = cli("samm_rename", "--root", samm, "--apply")
+    assert snapshot(samm) == after
+    assert not [l for l in r2.stdout.splitlines() if " -> " in l]
+    assert "0 files renamed, 6 already padded, 3 skipped" in r2.stdout
+    renames, _, _ = utils.samm_rename_plan(str(samm))
+    assert renames == []
+
+
+def test_cli_clean_tree_exits_zero(tmp_path):
+    clip = tmp_path / "006_1_2"
+    write(str(clip / "006_7.jpg"), b"x")
+    r = cli("samm_rename", "--root", clip, "--apply")
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(clip) == ["006_00007.jpg"]
+    assert "1 files renamed, 0 already padded, 0 skipped" in r.stdout
+
+
+def test_cli_missing_root(tmp_path):
+    r = cli("samm_rename", "--root", tmp_path / "nope")
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not exist" in lines[0] and "Traceback" not in r.stderr

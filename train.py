@@ -1,0 +1,352 @@
+"""
+Leave-one-subject-out (LOSO) training and evaluation of SSSN / DSSN.
+
+    python train.py --model DSSN                       # built-in synthetic demo, no dataset needed
+    python train.py --path CASME2-coding-20140508.xlsx --img_root CASME2_RAW --catego CASME \\
+        --image_mode F G --model DSSN --weight_save_path runs/casme_dssn
+
+A fresh model is trained per held-out subject and scored with its last-epoch weights (no epoch
+is ever picked on test data). Metrics pool the predictions of all folds. Each finished fold is
+saved at once, so rerunning the same command resumes; `--subjects` runs some folds only (for
+job arrays), and the summary is written when the last fold lands or with `--summarize RUN_DIR`.
+Outputs in --weight_save_path: summary.json, predictions.csv, confusion_matrix.png, train.log.
+"""
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+import zlib
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+import dataloader as dl
+import preprocess as pp
+from network import DSSN, build_model, count_parameters, load_pretrained
+
+# The authors' settings (ME_Autoencoders train_multi_stream.py): Adam lr 1e-4, batch 60, 100 epochs.
+PAPER = dict(batch_size=60, learning_rate=1e-4, epochs=100)
+# The demo has 40 training samples a fold: batch 60 would give one optimiser step per epoch,
+# so it trains with more, smaller steps (see README).
+DEMO = dict(batch_size=10, learning_rate=1e-3, epochs=8)
+ADAM_DECAY = 1e-7   # Keras Adam(decay=1e-7): lr / (1 + decay * step)
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--path", help="coding sheet (.xlsx or .csv); omit to run the synthetic demo")
+    p.add_argument("--catego", default="CASME", choices=list(dl.DATASETS), help="dataset")
+    p.add_argument("--img_root", help="dataset folder holding the subject folders")
+    p.add_argument("--num_classes", type=int, default=5, help="class set: 5, or 3 (MEGC)")
+    p.add_argument("--combination_mode", default="mul", choices=DSSN.MODES, help="DSSN fusion")
+    p.add_argument("--image_mode", nargs="+", default=None,
+                   help="third channel per stream: F S G (DSSN two, SSSN one; default F G / G)")
+    p.add_argument("--batch_size", type=int, help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
+    p.add_argument("--weight_save_path", help="run folder (default runs/<catego>_<model>_<modes>)")
+    p.add_argument("--model", default="DSSN", choices=["SSSN", "DSSN"])
+    p.add_argument("--epochs", type=int, help=f"default {PAPER['epochs']} (demo {DEMO['epochs']})")
+    p.add_argument("--learning_rate", type=float,
+                   help=f"default {PAPER['learning_rate']} (demo {DEMO['learning_rate']})")
+    p.add_argument("--cache_dir", help="feature caches (default cache/<catego>); missing ones are built")
+    p.add_argument("--pretrained", default="none",
+                   help="AlexNet conv1/conv2 state dict (e.g. the port's partial.pt), or none")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"],
+                   help="mixed precision; auto = bf16 on CUDA, none on CPU")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
+    p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES])
+    p.add_argument("--encoding", default="fixed", choices=pp.ENCODINGS)
+    p.add_argument("--workers", type=int, default=os.cpu_count(), help="preprocessing processes")
+    p.add_argument("--subjects", nargs="+", help="run only these held-out subjects' folds")
+    p.add_argument("--save_weights", action="store_true", help="also save each fold's model")
+    p.add_argument("--new", action="store_true", help="if the run folder exists, use a new one beside it")
+    p.add_argument("--summarize", metavar="RUN_DIR", help="only write the summary of a run folder")
+    p.add_argument("--demo_dir", default="demo", help="where the demo dataset is built")
+    return p
+
+
+def resolve(args):
+    """Fill defaults that depend on the dataset (paper settings) or the demo."""
+    if args.path is None:
+        import make_demo
+        sheet = os.path.join(args.demo_dir, make_demo.SHEET)
+        if not os.path.isfile(sheet):
+            print(f"building the synthetic demo dataset in {args.demo_dir}/ (once)")
+            sheet = make_demo.build_demo(args.demo_dir)
+        args.path, args.img_root, args.catego = sheet, args.demo_dir, "CASME"
+        args.demo = True
+        print("*** running the SYNTHETIC DEMO (astronaut photo + landmark-driven micro-movements), "
+              "not a real dataset ***")
+    else:
+        args.demo = False
+        if args.img_root is None:
+            raise dl.DataError("--img_root is required with --path")
+    for k, v in (DEMO if args.demo else PAPER).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if args.image_mode is None:
+        args.image_mode = ["F", "G"] if args.model == "DSSN" else ["G"]
+    want = 2 if args.model == "DSSN" else 1
+    if len(args.image_mode) != want:
+        raise dl.DataError(f"--image_mode {' '.join(args.image_mode)}: {args.model} takes {want} "
+                           f"mode{'s' if want > 1 else ''} (of F S G)")
+    tag = "demo" if args.demo else args.catego
+    args.cache_dir = args.cache_dir or os.path.join("cache", tag)
+    name = f"{tag}_{args.model}_{''.join(args.image_mode)}" + (f"_{args.combination_mode}" if want == 2 else "")
+    args.weight_save_path = args.weight_save_path or os.path.join("runs", name)
+    args.device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if args.amp == "auto":
+        args.amp = "bf16" if args.device.startswith("cuda") else "none"
+    return args
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def run_config(args, classes):
+    """Everything that changes the results; a run folder is only resumed with the same."""
+    keys = ["path", "img_root", "catego", "num_classes", "model", "image_mode", "batch_size", "epochs",
+            "learning_rate", "seed", "amp", "face", "encoding", "demo"]
+    c = {k: getattr(args, k) for k in keys}
+    c["path"], c["img_root"] = os.path.abspath(args.path), os.path.abspath(args.img_root)
+    c["combination_mode"] = args.combination_mode if args.model == "DSSN" else None
+    c["pretrained"] = "none" if args.pretrained == "none" else sha256(args.pretrained)
+    c["classes"] = classes
+    c["device_type"] = args.device.split(":")[0]
+    return c
+
+
+def open_run(args, config):
+    run = args.weight_save_path
+    if args.new and os.path.exists(run):
+        i = 2
+        while os.path.exists(f"{run}_{i}"):
+            i += 1
+        run = args.weight_save_path = f"{run}_{i}"
+    cfg_path = os.path.join(run, "config.json")
+    if os.path.isfile(cfg_path):
+        with open(cfg_path) as f:
+            old = json.load(f)
+        for k in config:
+            if old.get(k) != config[k]:
+                raise dl.DataError(f"{run} was made with {k}={old.get(k)!r}, this run has {config[k]!r}: "
+                                   f"use another --weight_save_path, or --new")
+    else:
+        dl.atomic_write(cfg_path, lambda f: f.write(json.dumps(config, indent=2).encode()))
+    os.makedirs(os.path.join(run, "folds"), exist_ok=True)
+    return run
+
+
+class Log:
+    def __init__(self, path):
+        self.f = open(path, "a")
+
+    def __call__(self, msg):
+        print(msg, flush=True)
+        self.f.write(msg + "\n")
+        self.f.flush()
+
+
+def fold_seed(seed, subject):
+    # Each fold's randomness depends only on (seed, subject): resumed, sharded and full runs agree.
+    return (seed * 1_000_003 + zlib.crc32(str(subject).encode())) % 2**31
+
+
+def autocast(device, amp):
+    if amp == "bf16":
+        return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained_state=None):
+    """Train a fresh model on train_idx, return softmax probabilities on test_idx (last epoch)."""
+    device = args.device
+    torch.manual_seed(seed)
+    model = build_model(args.model, args.num_classes, args.combination_mode)
+    if pretrained_state is not None:
+        load_pretrained(model, pretrained_state)
+    model = model.to(device, memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + ADAM_DECAY * step))
+    gen = torch.Generator().manual_seed(seed)
+    tr = torch.as_tensor(train_idx, device=device)
+    batch = lambda idx: [s[idx].permute(0, 3, 1, 2) for s in streams]   # NHWC gather -> channels_last
+    losses = []
+    for _ in range(args.epochs):
+        model.train()
+        perm = tr[torch.randperm(len(tr), generator=gen).to(device)]
+        total = torch.zeros((), device=device)
+        for i in range(0, len(perm), args.batch_size):
+            idx = perm[i:i + args.batch_size]
+            with autocast(device, args.amp):
+                loss = F.cross_entropy(model(*batch(idx)), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * len(idx)   # stays on the device: no sync per step
+        losses.append(total)
+    model.eval()
+    te = torch.as_tensor(test_idx, device=device)
+    with torch.no_grad(), autocast(device, args.amp):
+        probs = torch.cat([model(*batch(te[i:i + 256])).float().softmax(1) for i in range(0, len(te), 256)])
+    return probs.cpu().numpy(), [float(l) / len(tr) for l in torch.stack(losses).cpu()], model
+
+
+def metrics(y, p, classes):
+    from sklearn.metrics import (accuracy_score, f1_score, precision_recall_fscore_support,
+                                 precision_score, recall_score)
+    labels = list(range(len(classes)))
+    P = precision_score(y, p, labels=labels, average="macro", zero_division=0)
+    R = recall_score(y, p, labels=labels, average="macro", zero_division=0)
+    pc, rc, fc, sc = precision_recall_fscore_support(y, p, labels=labels, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y, p)),
+        "uf1": float(f1_score(y, p, labels=labels, average="macro", zero_division=0)),
+        "uar": float(R),
+        "weighted_f1": float(f1_score(y, p, labels=labels, average="weighted", zero_division=0)),
+        "author_f1": float(2 * P * R / (P + R)) if P + R > 0 else 0.0,   # facts section 4
+        "per_class": {c: {"precision": float(pc[k]), "recall": float(rc[k]), "f1": float(fc[k]),
+                          "support": int(sc[k])} for k, c in enumerate(classes)},
+    }
+
+
+def summarize(run, log=print):
+    """Pool every fold of a run folder into predictions.csv, summary.json, confusion_matrix.png."""
+    with open(os.path.join(run, "config.json")) as f:
+        config = json.load(f)
+    folds = []
+    for name in sorted(os.listdir(os.path.join(run, "folds"))):
+        if name.endswith(".json"):
+            with open(os.path.join(run, "folds", name)) as f:
+                folds.append(json.load(f))
+    if not folds:
+        raise dl.DataError(f"{run}: no finished folds")
+    classes = config["classes"]
+    pred = pd.DataFrame([r for fold in folds for r in fold["rows"]])
+    m = metrics(pred.label, pred.prediction, classes)
+    m["per_subject"] = {s: {"n": int(len(g)), "accuracy": float((g.label == g.prediction).mean())}
+                        for s, g in pred.groupby("subject")}
+    m["folds"] = len(folds)
+    m["samples"] = int(len(pred))
+    m["seconds"] = round(sum(fold["seconds"] for fold in folds), 1)
+    m["config"] = config
+    out = pred.assign(label=pred.label.map(classes.__getitem__), prediction=pred.prediction.map(classes.__getitem__))
+    dl.atomic_write(os.path.join(run, "predictions.csv"), lambda f: out.to_csv(f, index=False))
+    dl.atomic_write(os.path.join(run, "summary.json"), lambda f: f.write(json.dumps(m, indent=2).encode()))
+    plot_confusion(pred.label, pred.prediction, classes, os.path.join(run, "confusion_matrix.png"))
+    log(f"\nLOSO over {m['folds']} subjects, {m['samples']} samples ({run})")
+    log(f"  accuracy {m['accuracy']:.4f}   UF1 {m['uf1']:.4f}   UAR {m['uar']:.4f}   "
+        f"weighted F1 {m['weighted_f1']:.4f}   authors' F1 {m['author_f1']:.4f}")
+    log(f"  {'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
+    for c, v in m["per_class"].items():
+        log(f"  {c:<12}{v['precision']:>10.3f}{v['recall']:>10.3f}{v['f1']:>10.3f}{v['support']:>9d}")
+    return m
+
+
+def plot_confusion(y, p, classes, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+    fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 2, 1.2 * len(classes) + 1.5))
+    ConfusionMatrixDisplay.from_predictions(y, p, labels=list(range(len(classes))), display_labels=classes,
+                                            ax=ax, colorbar=False, xticks_rotation=45)
+    fig.tight_layout()
+    dl.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+
+
+def main_run(args):
+    args = resolve(args)
+    samples = dl.read_samples(args.path, args.img_root, args.catego, args.num_classes)
+    pretrained_state = None
+    if args.pretrained != "none":
+        load_pretrained(build_model(args.model, args.num_classes, args.combination_mode), args.pretrained)
+        pretrained_state = args.pretrained
+    config = run_config(args, samples.classes)
+    run = open_run(args, config)
+    log = Log(os.path.join(run, "train.log"))
+    log(dl.describe(samples))
+    failures = dl.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers)
+    if failures:
+        import save_preprocess_weight
+        save_preprocess_weight.report_failures(failures)
+        raise dl.DataError(f"{len(failures)} samples could not be preprocessed (see above)")
+    data = dl.load_streams(samples, args.cache_dir, args.image_mode, args.encoding, args.face)
+    splits = list(dl.loso_splits(data.subjects))
+    if args.subjects:
+        unknown = set(args.subjects) - {s for s, _, _ in splits}
+        if unknown:
+            raise dl.DataError(f"--subjects {' '.join(sorted(unknown))}: not in the data "
+                               f"(subjects: {' '.join(s for s, _, _ in splits)})")
+        splits = [s for s in splits if s[0] in args.subjects]
+
+    device = args.device
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    streams = [torch.from_numpy(s).to(device) for s in data.x]   # the whole dataset, once, on the device
+    y = torch.from_numpy(data.y).to(device)
+    model = build_model(args.model, args.num_classes, args.combination_mode)
+    log(f"{args.model} {' '.join(args.image_mode)}"
+        + (f" fusion {args.combination_mode}" if args.model == "DSSN" else "")
+        + f", {count_parameters(model):,} parameters, on {device}" + (" with bf16 autocast" if args.amp == "bf16" else "")
+        + f"; batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, seed {args.seed}"
+        + (" (demo settings)" if args.demo else " (authors' settings unless given)"))
+    log("conv1/conv2: " + (f"pretrained from {args.pretrained}" if pretrained_state else
+                           "He-normal initialisation (no --pretrained file; the authors used ImageNet AlexNet)"))
+    for k, (subject, train_idx, test_idx) in enumerate(splits):
+        fold_path = os.path.join(run, "folds", f"{subject}.json")
+        if os.path.isfile(fold_path):
+            log(f"fold {k + 1}/{len(splits)} subject {subject}: done earlier, kept")
+            continue
+        t0 = time.time()
+        probs, losses, model = train_fold(streams, y, train_idx, test_idx, args,
+                                          fold_seed(args.seed, subject), pretrained_state)
+        pred = probs.argmax(1)
+        rows = [dict(subject=subject, filename=str(data.filenames[i]), label=int(data.y[i]),
+                     prediction=int(p), **{f"p_{c}": round(float(q), 6) for c, q in zip(samples.classes, pr)})
+                for i, p, pr in zip(test_idx, pred, probs)]
+        if args.save_weights:
+            dl.atomic_write(os.path.join(run, "folds", f"{subject}.pt"), lambda f: torch.save(model.state_dict(), f))
+        fold = dict(subject=subject, seconds=round(time.time() - t0, 2), train_loss=losses, rows=rows)
+        dl.atomic_write(fold_path, lambda f: f.write(json.dumps(fold).encode()))
+        acc = float((pred == data.y[test_idx]).mean())
+        log(f"fold {k + 1}/{len(splits)} subject {subject}: {len(test_idx)} test, acc {acc:.3f}, "
+            f"train loss {losses[0]:.3f} -> {losses[-1]:.3f}, {fold['seconds']:.1f}s")
+    done = len([n for n in os.listdir(os.path.join(run, "folds")) if n.endswith(".json")])
+    if done < len(set(data.subjects.tolist())):
+        log(f"{done} of {len(set(data.subjects.tolist()))} folds finished in {run}; the summary is "
+            f"written when the last one lands (or: python train.py --summarize {run})")
+        return 0
+    summarize(run, log)
+    return 0
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        if args.summarize:
+            summarize(args.summarize)
+            return 0
+        return main_run(args)
+    except (dl.DataError, pp.PreprocessError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished folds are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
