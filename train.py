@@ -67,6 +67,8 @@ def parser():
     p.add_argument("--save_weights", action="store_true", help="also save each fold's model")
     p.add_argument("--new", action="store_true", help="if the run folder exists, use a new one beside it")
     p.add_argument("--summarize", metavar="RUN_DIR", help="only write the summary of a run folder")
+    p.add_argument("--shuffle_labels", action="store_true",
+                   help="control: permute labels within each subject; scores should fall to chance")
     p.add_argument("--demo_dir", default="demo", help="where the demo dataset is built")
     return p
 
@@ -114,7 +116,7 @@ def sha256(path):
 def run_config(args, classes):
     """Everything that changes the results; a run folder is only resumed with the same."""
     keys = ["path", "img_root", "catego", "num_classes", "model", "image_mode", "batch_size", "epochs",
-            "learning_rate", "seed", "amp", "face", "encoding", "demo"]
+            "learning_rate", "seed", "amp", "face", "encoding", "demo", "shuffle_labels"]
     c = {k: getattr(args, k) for k in keys}
     c["path"], c["img_root"] = os.path.abspath(args.path), os.path.abspath(args.img_root)
     c["combination_mode"] = args.combination_mode if args.model == "DSSN" else None
@@ -235,6 +237,9 @@ def summarize(run, log=print):
     m = metrics(pred.label, pred.prediction, classes)
     m["per_subject"] = {s: {"n": int(len(g)), "accuracy": float((g.label == g.prediction).mean())}
                         for s, g in pred.groupby("subject")}
+    if pred.dataset.nunique() > 1:   # the MEGC composite is also scored per dataset
+        m["per_dataset"] = {d: {k: v for k, v in metrics(g.label, g.prediction, classes).items() if k != "per_class"}
+                            | {"n": int(len(g))} for d, g in pred.groupby("dataset")}
     m["folds"] = len(folds)
     m["samples"] = int(len(pred))
     m["seconds"] = round(sum(fold["seconds"] for fold in folds), 1)
@@ -249,6 +254,8 @@ def summarize(run, log=print):
     log(f"  {'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for c, v in m["per_class"].items():
         log(f"  {c:<12}{v['precision']:>10.3f}{v['recall']:>10.3f}{v['f1']:>10.3f}{v['support']:>9d}")
+    for d, v in m.get("per_dataset", {}).items():
+        log(f"  {d:<12} n {v['n']:>4}   accuracy {v['accuracy']:.4f}   UF1 {v['uf1']:.4f}   UAR {v['uar']:.4f}")
     return m
 
 
@@ -295,6 +302,16 @@ def main_run(args):
         torch.backends.cudnn.benchmark = True
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    if args.shuffle_labels:
+        # Within each subject, not over all samples: with balanced subjects a global shuffle
+        # pushes LOSO below chance (the held-out labels are then anti-correlated with training).
+        rng = np.random.default_rng(args.seed)
+        for s in np.unique(data.subjects):
+            i = np.flatnonzero(data.subjects == s)
+            data.y[i] = data.y[rng.permutation(i)]
+        log("labels permuted within each subject (control run)")
+    datasets = samples.table["dataset"].to_numpy(str) if "dataset" in samples.table else \
+        np.full(len(data.y), args.catego)
     streams = [torch.from_numpy(s).to(device) for s in data.x]   # the whole dataset, once, on the device
     y = torch.from_numpy(data.y).to(device)
     model = build_model(args.model, args.num_classes, args.combination_mode)
@@ -314,7 +331,7 @@ def main_run(args):
         probs, losses, model = train_fold(streams, y, train_idx, test_idx, args,
                                           fold_seed(args.seed, subject), pretrained_state)
         pred = probs.argmax(1)
-        rows = [dict(subject=subject, filename=str(data.filenames[i]), label=int(data.y[i]),
+        rows = [dict(dataset=str(datasets[i]), subject=subject, filename=str(data.filenames[i]), label=int(data.y[i]),
                      prediction=int(p), **{f"p_{c}": round(float(q), 6) for c, q in zip(samples.classes, pr)})
                 for i, p, pr in zip(test_idx, pred, probs)]
         if args.save_weights:

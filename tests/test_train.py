@@ -1,0 +1,138 @@
+"""End-to-end: a CASME II-layout folder built from a real face photo -> save_preprocess_weight.py
+-> train.py, and what a run folder promises (resume, shards, refusal of other settings)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+import make_demo
+import save_preprocess_weight
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("casme")
+    sheet = make_demo.build_demo(str(d / "frames"), subjects=4, clips_per_class=1, frames=4)
+    cache = str(d / "cache")
+    rc = save_preprocess_weight.main(["--csv_path", sheet, "--root", str(d / "frames"), "--catego", "CASME",
+                                      "--cache_dir", cache, "--workers", "2"])
+    assert rc == 0
+    return dict(sheet=sheet, root=str(d / "frames"), cache=cache)
+
+
+def run(dataset, out, *extra, epochs=2):
+    argv = ["--path", dataset["sheet"], "--img_root", dataset["root"], "--cache_dir", dataset["cache"],
+            "--weight_save_path", str(out), "--epochs", str(epochs), "--batch_size", "4",
+            "--learning_rate", "1e-3", *extra]
+    return train.main(argv)
+
+
+def test_caches_are_valid_and_skipped_on_rerun(dataset, capsys):
+    files = sorted(os.path.join(r, f) for r, _, fs in os.walk(dataset["cache"]) for f in fs)
+    assert len(files) == 20 and all(f.endswith(".npz") for f in files)   # no temp files left
+    mtimes = [os.path.getmtime(f) for f in files]
+    assert save_preprocess_weight.main(["--csv_path", dataset["sheet"], "--root", dataset["root"],
+                                        "--catego", "CASME", "--cache_dir", dataset["cache"]]) == 0
+    assert "20 valid" in capsys.readouterr().out
+    assert mtimes == [os.path.getmtime(f) for f in files]
+
+
+def test_summary_agrees_with_predictions(dataset, tmp_path):
+    out = tmp_path / "run"
+    assert run(dataset, out) == 0
+    for f in ["summary.json", "predictions.csv", "confusion_matrix.png", "train.log", "config.json"]:
+        assert (out / f).is_file(), f
+    s = json.loads((out / "summary.json").read_text())
+    p = pd.read_csv(out / "predictions.csv")
+    assert len(p) == 20 and p.subject.nunique() == 4 and s["folds"] == 4
+    assert s["accuracy"] == pytest.approx(accuracy_score(p.label, p.prediction))
+    assert s["uf1"] == pytest.approx(f1_score(p.label, p.prediction, average="macro", labels=make_demo.CLASSES,
+                                              zero_division=0))
+    assert s["uar"] == pytest.approx(recall_score(p.label, p.prediction, average="macro",
+                                                  labels=make_demo.CLASSES, zero_division=0))
+    assert s["per_subject"]["01"]["n"] == 5
+    assert s["config"]["model"] == "DSSN" and s["config"]["combination_mode"] == "mul"
+    probs = p[[f"p_{c}" for c in make_demo.CLASSES]].to_numpy()
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert (np.array(make_demo.CLASSES)[probs.argmax(1)] == p.prediction).all()
+
+
+def test_demo_learns_and_shuffled_labels_fall_to_chance(dataset, tmp_path):
+    assert run(dataset, tmp_path / "real", epochs=8) == 0
+    assert run(dataset, tmp_path / "shuffled", "--shuffle_labels", epochs=8) == 0
+    real = json.loads((tmp_path / "real" / "summary.json").read_text())
+    shuffled = json.loads((tmp_path / "shuffled" / "summary.json").read_text())
+    assert real["uf1"] >= 0.9, real["uf1"]
+    assert shuffled["uf1"] <= 0.45, shuffled["uf1"]   # chance is 0.2 for 5 balanced classes
+
+
+def test_shards_and_resume_give_the_uninterrupted_result(dataset, tmp_path):
+    assert run(dataset, tmp_path / "full") == 0
+    sharded = tmp_path / "sharded"
+    assert run(dataset, sharded, "--subjects", "01", "03") == 0
+    assert not (sharded / "summary.json").exists()   # two folds missing: no summary yet
+    assert run(dataset, sharded, "--subjects", "02", "04") == 0
+    full = pd.read_csv(tmp_path / "full" / "predictions.csv")
+    assert full.equals(pd.read_csv(sharded / "predictions.csv"))
+    # a rerun of a finished run trains nothing and rewrites the same summary
+    assert run(dataset, sharded) == 0
+    assert full.equals(pd.read_csv(sharded / "predictions.csv"))
+
+
+def test_sigkill_mid_run_then_resume(dataset, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "train.py", "--path", dataset["sheet"], "--img_root", dataset["root"],
+           "--cache_dir", dataset["cache"], "--weight_save_path", str(out), "--epochs", "2",
+           "--batch_size", "4", "--learning_rate", "1e-3"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "folds" / "01.json").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = [f for f in os.listdir(out / "folds")]
+    assert all(f.endswith(".json") for f in done) and len(done) < 4   # no half-written files
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
+    assert run(dataset, tmp_path / "whole") == 0
+    assert pd.read_csv(out / "predictions.csv").equals(pd.read_csv(tmp_path / "whole" / "predictions.csv"))
+
+
+def test_run_folder_with_other_settings_is_refused(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(dataset, out, "--subjects", "01") == 0
+    assert run(dataset, out, "--subjects", "02", epochs=3) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "epochs=2" in err and "3" in err
+    assert run(dataset, out, "--subjects", "02", "--new", epochs=3) == 0
+    assert (tmp_path / "run_2" / "folds" / "02.json").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "DSSN", "--image_mode", "G"], "DSSN takes 2 modes"),
+    (["--model", "SSSN", "--image_mode", "F", "G"], "SSSN takes 1 mode"),
+    (["--image_mode", "F", "X"], "--image_mode 'X' unknown"),
+    (["--num_classes", "4"], "--num_classes 4 does not fit CASME"),
+    (["--subjects", "99"], "--subjects 99: not in the data"),
+])
+def test_bad_flags_one_line(dataset, tmp_path, capsys, extra, message):
+    assert run(dataset, tmp_path / "bad", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
+
+
+def test_bad_pretrained_file_one_line(dataset, tmp_path, capsys):
+    import torch
+    torch.save({"features.0.weight": torch.zeros(64, 3, 11, 11)}, tmp_path / "tv.pth")
+    assert run(dataset, tmp_path / "bad", "--pretrained", str(tmp_path / "tv.pth")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "(96, 3, 11, 11)" in err and "(64, 3, 11, 11)" in err
