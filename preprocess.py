@@ -104,6 +104,9 @@ def crop_pair(onset, apex, face="dlib", onset_name="onset"):
     """Onset and apex crops of SIZE x SIZE. With face='dlib' the eye alignment is found on the
     onset frame and the same transform is applied to the apex (the authors' SAMM procedure),
     so the flow sees only the facial movement, not a re-fit of the landmarks."""
+    if onset.shape != apex.shape:
+        raise PreprocessError(f"{onset_name}: onset is {onset.shape[1]}x{onset.shape[0]} but apex is "
+                              f"{apex.shape[1]}x{apex.shape[0]}; frames of a clip must have one size")
     if face == "dlib":
         m = align_matrix(landmarks(onset, onset_name))
         warp = lambda img: cv2.warpAffine(img, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC,

@@ -360,6 +360,9 @@ def main(argv=None):
     except (dl.DataError, pp.PreprocessError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:   # e.g. a read-only or full output folder: finished folds are kept
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished folds are kept; rerun the same command to resume", file=sys.stderr)
         return 130

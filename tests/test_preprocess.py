@@ -89,3 +89,8 @@ def test_stream_stacks_u_v_and_mode():
     assert pp.stream(f, "S")[:, 0, 0].tolist() == [0, 1, 3]
     with pytest.raises(ValueError, match="--image_mode"):
         pp.stream(f, "X")
+
+
+def test_frames_of_different_sizes_name_the_file(face):
+    with pytest.raises(pp.PreprocessError, match="img1.jpg: onset is 512x512 but apex is 256x256"):
+        pp.features(face, face[::2, ::2], face="none", onset_name="img1.jpg")

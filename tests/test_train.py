@@ -136,3 +136,46 @@ def test_bad_pretrained_file_one_line(dataset, tmp_path, capsys):
     assert run(dataset, tmp_path / "bad", "--pretrained", str(tmp_path / "tv.pth")) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "(96, 3, 11, 11)" in err and "(64, 3, 11, 11)" in err
+
+
+def test_ctrl_c_mid_fold_stops_cleanly_and_resumes(dataset, tmp_path):
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "train.py", "--path", dataset["sheet"], "--img_root", dataset["root"],
+           "--cache_dir", dataset["cache"], "--weight_save_path", str(out), "--epochs", "2",
+           "--batch_size", "4", "--learning_rate", "1e-3"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "folds" / "01.json").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert (out / "folds" / "01.json").is_file()
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
+    assert run(dataset, tmp_path / "whole") == 0
+    assert pd.read_csv(out / "predictions.csv").equals(pd.read_csv(tmp_path / "whole" / "predictions.csv"))
+
+
+def test_unwritable_output_folder_one_line(dataset, tmp_path, capsys):
+    # Tests run as root in CI, where permission bits do not stop writes; a path whose parent is a
+    # file fails in the same place (creating the run folder) with an OSError.
+    (tmp_path / "afile").write_text("x")
+    assert run(dataset, tmp_path / "afile" / "run") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "afile" in err
+
+
+def test_corrupt_or_foreign_cache_is_rebuilt_not_used(dataset, tmp_path, capsys):
+    import shutil
+    cache = tmp_path / "cache"
+    shutil.copytree(dataset["cache"], cache)
+    victim = cache / "01" / sorted(os.listdir(cache / "01"))[0]
+    good = victim.read_bytes()
+    victim.write_bytes(good[: len(good) // 2])   # truncated, as by a full disk
+    args = ["--csv_path", dataset["sheet"], "--root", dataset["root"], "--catego", "CASME",
+            "--cache_dir", str(cache), "--workers", "1"]
+    assert save_preprocess_weight.main(args) == 0
+    assert "19 valid" in capsys.readouterr().out and victim.read_bytes() != good[: len(good) // 2]
+    # caches made with other settings are not used for this run's settings either
+    assert save_preprocess_weight.main(args + ["--encoding", "minmax"]) == 0
+    assert "0 valid" in capsys.readouterr().out
