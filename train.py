@@ -70,6 +70,8 @@ def parser():
     p.add_argument("--shuffle_labels", action="store_true",
                    help="control: permute labels within each subject; scores should fall to chance")
     p.add_argument("--demo_dir", default="demo", help="where the demo dataset is built")
+    p.add_argument("--final", action="store_true",
+                   help="train one model on all subjects (no held-out subject, no metrics) into final.pt")
     return p
 
 
@@ -116,7 +118,7 @@ def sha256(path):
 def run_config(args, classes):
     """Everything that changes the results; a run folder is only resumed with the same."""
     keys = ["path", "img_root", "catego", "num_classes", "model", "image_mode", "batch_size", "epochs",
-            "learning_rate", "seed", "amp", "face", "encoding", "demo", "shuffle_labels"]
+            "learning_rate", "seed", "amp", "face", "encoding", "demo", "shuffle_labels", "final"]
     c = {k: getattr(args, k) for k in keys}
     c["path"], c["img_root"] = os.path.abspath(args.path), os.path.abspath(args.img_root)
     c["combination_mode"] = args.combination_mode if args.model == "DSSN" else None
@@ -199,7 +201,8 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained_state=Non
     model.eval()
     te = torch.as_tensor(test_idx, device=device)
     with torch.no_grad(), autocast(device, args.amp):
-        probs = torch.cat([model(*batch(te[i:i + 256])).float().softmax(1) for i in range(0, len(te), 256)])
+        probs = torch.cat([model(*batch(te[i:i + 256])).float().softmax(1) for i in range(0, len(te), 256)]) \
+            if len(te) else torch.zeros(0, args.num_classes)
     return probs.cpu().numpy(), [float(l) / len(tr) for l in torch.stack(losses).cpu()], model
 
 
@@ -289,6 +292,8 @@ def main_run(args):
         save_preprocess_weight.report_failures(failures)
         raise dl.DataError(f"{len(failures)} samples could not be preprocessed (see above)")
     data = dl.load_streams(samples, args.cache_dir, args.image_mode, args.encoding, args.face)
+    if args.final:
+        return train_final(args, run, log, samples, data)
     splits = list(dl.loso_splits(data.subjects))
     if args.subjects:
         unknown = set(args.subjects) - {s for s, _, _ in splits}
@@ -347,6 +352,27 @@ def main_run(args):
             f"written when the last one lands (or: python train.py --summarize {run})")
         return 0
     summarize(run, log)
+    return 0
+
+
+def train_final(args, run, log, samples, data):
+    """One model on every sample, saved with all that predict.py needs to use it."""
+    streams = [torch.from_numpy(s).to(args.device) for s in data.x]
+    y = torch.from_numpy(data.y).to(args.device)
+    t0 = time.time()
+    _, losses, model = train_fold(streams, y, np.arange(len(data.y)), np.arange(0), args, args.seed,
+                                  None if args.pretrained == "none" else args.pretrained)
+    faces = sorted(set(samples.table.face)) if args.face == "auto" else [args.face]
+    ckpt = dict(state_dict={k: v.cpu() for k, v in model.state_dict().items()}, model=args.model,
+                num_classes=args.num_classes, combination_mode=args.combination_mode,
+                image_mode=args.image_mode, classes=samples.classes, catego=args.catego,
+                preprocess={f: pp.settings(f, args.encoding) for f in faces},
+                train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())))
+    path = os.path.join(run, "final.pt")
+    dl.atomic_write(path, lambda f: torch.save(ckpt, f))
+    log(f"final model on all {len(data.y)} samples of {len(ckpt['subjects'])} subjects "
+        f"(train loss {losses[0]:.3f} -> {losses[-1]:.3f}, {time.time() - t0:.1f}s): {path}; "
+        f"no held-out subject, so no metrics")
     return 0
 
 
