@@ -179,3 +179,18 @@ def test_corrupt_or_foreign_cache_is_rebuilt_not_used(dataset, tmp_path, capsys)
     # caches made with other settings are not used for this run's settings either
     assert save_preprocess_weight.main(args + ["--encoding", "minmax"]) == 0
     assert "0 valid" in capsys.readouterr().out
+
+
+def test_two_shards_in_parallel_into_one_folder(dataset, tmp_path):
+    out = tmp_path / "parallel"
+    base = [sys.executable, "train.py", "--path", dataset["sheet"], "--img_root", dataset["root"],
+            "--cache_dir", dataset["cache"], "--weight_save_path", str(out), "--epochs", "2",
+            "--batch_size", "4", "--learning_rate", "1e-3"]
+    # (each process keeps the default thread count: CPU results are bit-identical only for the
+    # same number of threads, as the reduction order changes with it)
+    procs = [subprocess.Popen(base + ["--subjects", *s], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for s in (["01", "02"], ["03", "04"])]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    assert run(dataset, tmp_path / "whole") == 0
+    assert pd.read_csv(out / "predictions.csv").equals(pd.read_csv(tmp_path / "whole" / "predictions.csv"))
