@@ -2,16 +2,23 @@
 Datasets, coding sheets, feature caches and LOSO splits.
 
     import dataloader as dl
-    samples = dl.read_samples("CASME2-coding-20140508.xlsx", "CASME2_RAW", "CASME", num_classes=5)
+    samples = dl.read_samples("CASME2-coding-20140508.xlsx", "CASME2_RAW", "CASME")   # 5 classes
+    samples = dl.read_samples(None, "SMIC/HS", "SMIC")          # no sheet: labels from the folders
+    samples = dl.read_samples(["CASME2-coding-20140508.xlsx", "SAMM_Micro_FACS_Codes_v2.xlsx"],
+                              ["CASME2_RAW", "SAMM", "SMIC/HS"], "COMPOSITE")    # MEGC 2019
     dl.build_caches(samples, "cache/CASME", workers=2)        # what save_preprocess_weight.py runs
     data = dl.load_streams(samples, "cache/CASME", ["F", "G"])  # uint8 streams, read once
     for subject, train_idx, test_idx in dl.loso_splits(data.subjects): ...
 
 Everything that differs per dataset lives in the DATASETS table below; the functions are shared.
+Sheets, layouts and class sets: ../shared/reference/dssn-facts.md, section 5.
 """
+import collections
+import glob
 import json
 import os
 import re
+import string
 import tempfile
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -33,27 +40,51 @@ COLUMNS = {
     "emotion": ["Estimated Emotion", "Emotion"],
 }
 REQUIRED = ("subject", "filename", "onset", "apex", "emotion")
+# Frames are matched by number with any of these extensions (SMIC NIR/VIS copies are .bmp or .jpg).
+IMAGE_EXTS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff")
 
-# Class sets: emotion in the sheet (lower case) -> class. The 3-class sets are MEGC 2019's.
+# Class sets: class -> the emotions (lower case, as in the sheet or the folder name) it takes.
+# The 3-class sets are MEGC 2019's composite mapping (facts 5). A dataset's first set is its default.
 NEG_POS_SUR = {"negative": ["negative"], "positive": ["positive"], "surprise": ["surprise"]}
 DATASETS = {
-    "CASME": dict(                      # CASME II, CASME2-coding-20140508.xlsx
-        subject_width=2, subject_dir="sub{subject}",
-        # (frame file name, face handling): raw frames need alignment, `Cropped` ones do not.
+    # CASME II: CASME2-coding-20140508.xlsx (two blank columns), subjects "01".."26".
+    "CASME": dict(
+        prefix="casme2", sheet="CASME2-coding-*.xlsx", subject_width=2,
+        clip="sub{subject}/{filename}", example="sub01/EP02_01f/img46.jpg",
+        root="the folder holding sub01..sub26 (raw, or the `Cropped` one)",
+        # (frame name, face handling): raw frames need alignment, `Cropped` reg_img ones do not.
         frames=[("img{n}.jpg", "dlib"), ("reg_img{n}.jpg", "none")],
         classes={5: {"happiness": ["happiness"], "disgust": ["disgust"], "repression": ["repression"],
                      "surprise": ["surprise"], "others": ["others"]},
                  3: {"negative": ["disgust", "repression"], "positive": ["happiness"],
                      "surprise": ["surprise"]}},
     ),
-    "SAMM": dict(                       # SAMM_Micro_FACS_Codes_v2.xlsx (note rows above the header)
-        subject_width=3, subject_dir="{subject}",
-        frames=[("{subject}_{n:05d}.jpg", "dlib"), ("{subject}_{n}.jpg", "dlib")],
+    # SAMM: SAMM_Micro_FACS_Codes_v2.xlsx, 13 note rows above the header (found by read_sheet).
+    # Frame numbers are unpadded in the sheet and padded (006_05562.jpg) in most copies of the
+    # frames, not in all: matching by number takes both.
+    "SAMM": dict(
+        prefix="samm", sheet="SAMM_Micro_FACS_Codes_v2.xlsx", subject_width=3,
+        clip="{subject}/{filename}", example="006/006_1_2/006_05562.jpg",
+        root="the folder holding 006..036",
+        frames=[("{subject}_{n:05d}.jpg", "dlib")],
         classes={5: {"anger": ["anger"], "contempt": ["contempt"], "happiness": ["happiness"],
                      "surprise": ["surprise"], "other": ["other"]},
                  3: {"negative": ["anger", "contempt", "disgust", "fear", "sadness"],
                      "positive": ["happiness"], "surprise": ["surprise"]}},
     ),
+    # SMIC (HS, VIS or NIR): no coding sheet. The clip template's {emotion} folder is the label,
+    # onset / offset are the clip's first / last frame, and with no apex annotation the middle
+    # frame stands in for it (the usual choice, facts 5).
+    "SMIC": dict(
+        prefix="smic", sheet=None, subject_width=0,
+        clip="{subject}/micro/{emotion}/{filename}", example="s1/micro/negative/s1_ne_01/image000123.bmp",
+        root="the HS, VIS or NIR folder holding s1, s2, ...",
+        frames=[("image{n}.bmp", "dlib"), ("reg_image{n}.bmp", "none")],
+        classes={3: NEG_POS_SUR},
+    ),
+    # MEGC 2019 composite: each part read with its own 3-class set; subjects get the part's
+    # prefix so LOSO runs over all 68 subjects (facts 5).
+    "COMPOSITE": dict(parts=["CASME", "SAMM", "SMIC"], classes={3: NEG_POS_SUR}),
 }
 
 
@@ -61,12 +92,22 @@ class DataError(Exception):
     """Bad input: the message is one line naming the file, row or column."""
 
 
-def class_set(catego, num_classes):
-    spec = DATASETS[catego]
-    if num_classes not in spec["classes"]:
+def class_set(catego, num_classes=None):
+    """{class: [emotions]} of a dataset; num_classes None means the dataset's default set."""
+    sets = DATASETS[catego]["classes"]
+    if num_classes is None:
+        return next(iter(sets.values()))
+    if num_classes not in sets:
         raise DataError(f"--num_classes {num_classes} does not fit {catego}: "
-                        f"its class sets have {sorted(spec['classes'])} classes")
-    return spec["classes"][num_classes]
+                        f"its class sets have {' or '.join(map(str, sets))} classes")
+    return sets[num_classes]
+
+
+def as_list(x):
+    """A path argument as a list of str: None -> [], "a" -> ["a"], ["a", "b"] as is."""
+    if x is None:
+        return []
+    return [os.fspath(x)] if isinstance(x, (str, os.PathLike)) else list(map(os.fspath, x))
 
 
 def read_sheet(path):
@@ -77,8 +118,13 @@ def read_sheet(path):
     try:
         raw = pd.read_excel(path, header=None, dtype=str) if path.lower().endswith((".xlsx", ".xls")) \
             else pd.read_csv(path, header=None, dtype=str)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: sheet is empty") from None
     except Exception as e:
-        raise DataError(f"{path}: cannot read sheet ({type(e).__name__}: {e})") from None
+        why = (str(e).strip().splitlines() or [""])[0]   # one line, whatever the reader says
+        raise DataError(f"{path}: cannot read sheet ({type(e).__name__}: {why})") from None
+    if raw.dropna(how="all").empty:
+        raise DataError(f"{path}: sheet is empty")
     aliases = {a.lower(): c for c, names in COLUMNS.items() for a in names}
     for row in range(min(len(raw), 50)):
         names = [str(x).strip() for x in raw.iloc[row]]
@@ -93,95 +139,228 @@ def read_sheet(path):
                         f"{', '.join(n for n in names if n != 'nan')})")
     df = raw.iloc[row + 1:, list(found.values())]
     df.columns = list(found.keys())
-    df = df.dropna(how="all").reset_index(drop=True)
-    df.attrs["first_row"] = row + 2   # sheet row (1-based) of df row 0, for messages
+    df = df.dropna(how="all").reset_index(drop=False)
     if df.empty:
         raise DataError(f"{path}: sheet has a header but no rows")
+    df.attrs["first_row"] = row + 2   # sheet row (1-based) right below the header
+    df["where"] = [f"{path}: row {i + 1}" for i in df.pop("index")]   # 1-based sheet rows
     return df
+
+
+def _template_regex(template, **fixed):
+    """Regex of a name template: {n} -> a frame number (any zero-padding), a field given in
+    `fixed` -> that text, any other field -> one path component, captured by name."""
+    out = ""
+    for literal, field, _, _ in string.Formatter().parse(template):
+        out += re.escape(literal)
+        if field is not None:
+            out += re.escape(fixed[field]) if field in fixed else \
+                r"(?P<n>\d+)" if field == "n" else rf"(?P<{field}>[^/]+)"
+    return out
+
+
+def list_frames(folder, catego, subject):
+    """{frame number: (path, face mode)} of a clip folder, sorted by number ({} if it is missing).
+    Frames are matched by number, so zero-padding and image extension don't matter; where two
+    namings hold the same number, the first in the table wins."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    found, exts = {}, "|".join(IMAGE_EXTS)
+    for template, face in DATASETS[catego]["frames"]:
+        rx = re.compile(_template_regex(os.path.splitext(template)[0], subject=subject) + rf"\.(?:{exts})",
+                        re.IGNORECASE)
+        for name in names:
+            m = rx.fullmatch(name)
+            if m:
+                found.setdefault(int(m["n"]), (os.path.join(folder, name), face))
+    return dict(sorted(found.items()))
+
+
+def _listing(root):
+    names = sorted(os.listdir(root))
+    return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "nothing"
+
+
+def read_folders(root, catego):
+    """The samples of a dataset without a coding sheet (SMIC): one per clip folder, subject and
+    emotion read off the folder names by the table's `clip` template."""
+    spec = DATASETS[catego]
+    rx = re.compile(_template_regex(spec["clip"]))
+    rows = []
+    for folder in sorted(glob.glob(os.path.join(glob.escape(root), re.sub(r"\{[^}]*\}", "*", spec["clip"])))):
+        m = rx.fullmatch(os.path.relpath(folder, root).replace(os.sep, "/"))
+        if m and os.path.isdir(folder):
+            rows.append(dict(m.groupdict(), folder=folder, where=folder))
+    if not rows:
+        raise DataError(f"{root}: no {catego} clip folders like {os.path.dirname(spec['example'])}/ "
+                        f"(root = {spec['root']}; it holds {_listing(root)})")
+    return pd.DataFrame(rows)
 
 
 def _frame_number(value):
     try:
         return int(float(str(value).strip()))
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
-def resolve_frames(root, catego, subject, filename, n):
-    """Path and face mode of frame n; the first naming that exists (else the first, to name it)."""
-    spec = DATASETS[catego]
-    folder = os.path.join(root, spec["subject_dir"].format(subject=subject), filename)
-    options = [(os.path.join(folder, name.format(n=n, subject=subject)), face)
-               for name, face in spec["frames"]]
-    return next((o for o in options if os.path.isfile(o[0])), options[0])
+def _subject(value, width):
+    """Subject as the folders name it: "1" or "1.0" from a numeric cell -> "01" (CASME II)."""
+    s = str(value).strip()
+    m = re.fullmatch(r"(\d+)(?:\.0*)?", s)
+    return m[1].zfill(width) if m else s
 
 
 @dataclass
 class Samples:
-    """One row per usable sample: subject, filename, emotion, label, onset/apex paths, face."""
+    """One row per usable sample: dataset, subject, filename, emotion, label, onset/apex, face."""
     table: pd.DataFrame
     classes: list
     catego: str
     notes: list   # what was dropped or guessed, to print
 
 
-def read_samples(csv_path, root, catego, num_classes=5):
+def read_samples(csv_path, root, catego, num_classes=None):
+    """The usable samples of a dataset. csv_path and root are a path or a list of paths (the
+    composite takes the CASME II and SAMM sheets and the CASME II, SAMM and SMIC folders, in
+    that order; SMIC has no sheet). num_classes None = the dataset's default class set."""
     if catego not in DATASETS:
         raise DataError(f"--catego {catego!r} unknown: expected one of {', '.join(DATASETS)}")
+    sheets, roots = as_list(csv_path), as_list(root)
+    parts = DATASETS[catego].get("parts", [catego])
+    need = [p for p in parts if DATASETS[p]["sheet"]]
+    if len(sheets) != len(need) or len(roots) != len(parts):
+        def n(k, what):
+            return f"{k} {what}{'' if k == 1 else 's'}"
+        raise DataError(f"--catego {catego} takes {n(len(need), 'coding sheet')}"
+                        + (f" ({', '.join(need)})" if len(need) > 1 else "")
+                        + f" and {n(len(parts), 'dataset folder')}"
+                        + (f" ({', '.join(parts)}, in this order)" if len(parts) > 1 else "")
+                        + (" (SMIC has no sheet: the folders are the labels)" if "SMIC" in parts else "")
+                        + f"; got {n(len(sheets), 'sheet')} and {n(len(roots), 'folder')}")
+    classes, composite = list(class_set(catego, num_classes)), "parts" in DATASETS[catego]
+    sheets, tables, notes = iter(sheets), [], []
+    for part, part_root in zip(parts, roots):
+        s = _read_one(next(sheets) if DATASETS[part]["sheet"] else None, part_root, part,
+                      len(classes) if composite else num_classes)
+        t = s.table
+        if composite:   # subjects unique across datasets for LOSO; labels by class name
+            t["subject"] = DATASETS[part]["prefix"] + "_" + t.subject
+            t["label"] = [classes.index(s.classes[k]) for k in t.label]
+            notes += [f"{part}: {note}" for note in s.notes]
+        else:
+            notes = s.notes
+        tables.append(t)
+    return Samples(pd.concat(tables, ignore_index=True), classes, catego, notes)
+
+
+def _read_one(csv_path, root, catego, num_classes):
     spec, mapping = DATASETS[catego], class_set(catego, num_classes)
     classes = list(mapping)
     to_class = {e: c for c, emotions in mapping.items() for e in emotions}
-    df, notes, rows = read_sheet(csv_path), [], []
-    first = df.attrs["first_row"]
-    dup = df.duplicated(["subject", "filename"], keep="first")
-    if dup.any():
-        r = int(np.flatnonzero(dup)[0])
-        raise DataError(f"{csv_path}: row {first + r}: duplicate sample {df.subject[r]}/{df.filename[r]}")
-    dropped, middle = {}, []
-    for i, r in df.iterrows():
-        where = f"{csv_path}: row {first + i}"
-        subject = str(r.subject).strip()
-        subject = subject.zfill(spec["subject_width"]) if subject.isdigit() else subject
-        filename, emotion = str(r.filename).strip(), str(r.emotion).strip().lower()
+    if not os.path.isdir(root):
+        raise DataError(f"{root}: {catego} dataset folder not found (expected {spec['root']})")
+    df = read_sheet(csv_path) if spec["sheet"] else read_folders(root, catego)
+    source = csv_path or root
+    rows, seen, dropped, middle, empty = [], {}, collections.Counter(), [], []
+    for r in df.to_dict("records"):
+        subject, filename = _subject(r["subject"], spec["subject_width"]), str(r["filename"]).strip()
+        if (subject, filename) in seen:
+            raise DataError(f"{r['where']}: duplicate sample {subject}/{filename} "
+                            f"(first at {seen[subject, filename]})")
+        seen[subject, filename] = r["where"]
+        emotion = str(r["emotion"]).strip().lower()
         if emotion not in to_class:
-            dropped[emotion] = dropped.get(emotion, 0) + 1
+            dropped["(blank)" if emotion in ("", "nan") else emotion] += 1
             continue
-        onset, apex = _frame_number(r.onset), _frame_number(r.apex)
-        offset = _frame_number(r.get("offset", None))
-        if onset is None:
-            raise DataError(f"{where}: onset frame {r.onset!r} is not a number")
-        if apex is None:   # CASME II writes "/" for one unknown apex: use the middle frame
+        folder = r.get("folder") or os.path.join(root, spec["clip"].format(subject=subject, filename=filename))
+        frames = list_frames(folder, catego, subject)
+        if spec["sheet"]:
+            onset, apex, offset = (_frame_number(r.get(k)) for k in ("onset", "apex", "offset"))
+            if onset is None:
+                raise DataError(f"{r['where']}: onset frame {r['onset']!r} is not a number")
+        elif frames:   # no sheet: the clip folder is the clip, from its first to its last frame
+            onset, apex, offset = min(frames), None, max(frames)
+        else:
+            empty.append(folder)
+            continue
+        if apex is None:   # CASME II writes "/" for one unknown apex, SMIC has none: middle frame
             if offset is None:
-                raise DataError(f"{where}: apex {r.apex!r} is not a number and there is no offset")
-            apex = (onset + offset) // 2
+                raise DataError(f"{r['where']}: apex {r['apex']!r} is not a number and there is no offset")
+            # SMIC: the middle of the listed frames (the same frame unless the numbering has gaps)
+            apex = (onset + offset) // 2 if spec["sheet"] else list(frames)[(len(frames) - 1) // 2]
             middle.append(f"{subject}/{filename}")
-        on_path, face = resolve_frames(root, catego, subject, filename, onset)
-        ap_path, _ = resolve_frames(root, catego, subject, filename, apex)
-        rows.append(dict(subject=subject, filename=filename, emotion=emotion,
+        # A missing frame keeps the table's first naming, so --check can say what it looked for.
+        name, face = spec["frames"][0]
+        on_path, face = frames.get(onset, (os.path.join(folder, name.format(n=onset, subject=subject)), face))
+        ap_path, _ = frames.get(apex, (os.path.join(folder, name.format(n=apex, subject=subject)), face))
+        rows.append(dict(dataset=catego, subject=subject, filename=filename, emotion=emotion,
                          label=classes.index(to_class[emotion]), onset=onset, apex=apex,
                          onset_path=on_path, apex_path=ap_path, face=face))
+    notes = []
     if dropped:
-        notes.append("dropped (not in the class set): " +
-                     ", ".join(f"{k} {v}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1])))
-    if middle:
+        notes.append(f"dropped {sum(dropped.values())} (not in the {len(classes)}-class set): " +
+                     ", ".join(f"{k} {v}" for k, v in dropped.most_common()))
+    if empty:
+        notes.append(f"dropped {len(empty)} clip folders without frames: {', '.join(empty[:5])}"
+                     + (", ..." if len(empty) > 5 else ""))
+    if middle and not spec["sheet"]:
+        notes.append(f"no apex annotation: the middle frame between onset and offset is the apex "
+                     f"of all {len(middle)} clips")
+    elif middle:
         notes.append(f"apex missing, middle frame used: {', '.join(middle)}")
+    if not rows and empty:
+        example = spec["frames"][0][0].format(n=123, subject="")
+        raise DataError(f"{root}: no clip folder holds frames like {example} "
+                        f"(e.g. {empty[0]})")
     if not rows:
-        raise DataError(f"{csv_path}: no row has an emotion of the {num_classes}-class set {classes}")
+        raise DataError(f"{source}: no sample has an emotion of the {len(classes)}-class set {classes}")
+    if not any(os.path.isfile(r["onset_path"]) for r in rows):
+        raise DataError(f"{root}: no onset frame of {source} is there (expected e.g. "
+                        f"{rows[0]['onset_path']}; root = {spec['root']}; it holds {_listing(root)})")
     table = pd.DataFrame(rows)
     if table.label.nunique() < 2:
-        raise DataError(f"{csv_path}: only one class ({classes[table.label[0]]}) is present; need two or more")
+        raise DataError(f"{source}: only one class ({classes[table.label[0]]}) is present; need two or more")
     return Samples(table, classes, catego, notes)
 
 
 def describe(samples):
-    """Samples per class and per subject, as printable text."""
-    t = samples.table
-    per_class = t.label.value_counts().reindex(range(len(samples.classes)), fill_value=0)
+    """Samples per class (with the emotions each class takes), per dataset and per subject."""
+    t, classes = samples.table, samples.classes
+    datasets = list(dict.fromkeys(t["dataset"])) if "dataset" in t else [samples.catego]
+    per_class = t.label.value_counts().reindex(range(len(classes)), fill_value=0)
     lines = [f"{samples.catego}: {len(t)} samples, {t.subject.nunique()} subjects, "
-             f"{len(samples.classes)} classes"]
-    lines += [f"  {samples.classes[k]:<12} {v}" for k, v in per_class.items()]
+             f"{len(classes)}-class set"]
+    for k, n in per_class.items():
+        takes = "; ".join((f"{d} " if len(datasets) > 1 else "") + ", ".join(class_set(d, len(classes))[classes[k]])
+                          for d in datasets)
+        lines.append(f"  {classes[k]:<12} {n:>4}   <- {takes}")
+    if len(datasets) > 1:
+        for d, g in t.groupby("dataset", sort=False):
+            counts = g.label.value_counts().reindex(range(len(classes)), fill_value=0)
+            lines.append(f"  {d:<12} {len(g):>4}   {g.subject.nunique()} subjects, "
+                         + "/".join(map(str, counts)) + " " + "/".join(c[:3] for c in classes))
     lines.append("  per subject: " + ", ".join(f"{s}:{n}" for s, n in t.subject.value_counts().sort_index().items()))
     return "\n".join(lines + [f"  {n}" for n in samples.notes])
+
+
+def missing(samples):
+    """Every absent input, once, as (what, path, samples affected): a missing subject or clip
+    folder is one line, not two missing frames for each of its samples."""
+    gone = {}
+    for r in samples.table.itertuples():
+        for p in dict.fromkeys((r.onset_path, r.apex_path)):
+            if os.path.isfile(p):
+                continue
+            top = p   # climb to the highest missing folder
+            while not os.path.isdir(os.path.dirname(top)) and os.path.dirname(top) != top:
+                top = os.path.dirname(top)
+            what = "frame" if top == p else "clip folder" if top == os.path.dirname(p) else \
+                "subject folder" if top == os.path.dirname(os.path.dirname(p)) else "folder"
+            gone.setdefault((what, top), set()).add((r.subject, r.filename))
+    return [(what, path, len(s)) for (what, path), s in sorted(gone.items(), key=lambda kv: kv[0][1])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +368,10 @@ def describe(samples):
 
 def cache_file(cache_dir, row):
     return os.path.join(cache_dir, row["subject"], f"{row['filename']}.npz")
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path, write):
@@ -200,6 +383,7 @@ def atomic_write(path, write):
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

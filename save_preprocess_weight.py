@@ -4,6 +4,10 @@ magnitude, strain, gray apex), so training never touches the frames again.
 
     python save_preprocess_weight.py --csv_path CASME2-coding-20140508.xlsx \\
         --root CASME2_RAW --catego CASME --cache_dir cache/CASME --workers 2
+    python save_preprocess_weight.py --root SMIC/HS --catego SMIC      # no sheet: folders are labels
+    python save_preprocess_weight.py --catego COMPOSITE \\
+        --csv_path CASME2-coding-20140508.xlsx SAMM_Micro_FACS_Codes_v2.xlsx \\
+        --root CASME2_RAW SAMM SMIC/HS                                 # order: CASME II, SAMM, SMIC
     python save_preprocess_weight.py ... --check      # list samples and missing frames, compute nothing
     python save_preprocess_weight.py ... --show 0 --out sample0.png   # what the network sees
 
@@ -21,10 +25,13 @@ import preprocess as pp
 def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--csv_path", required=True, help="coding sheet (.xlsx as distributed, or .csv)")
-    p.add_argument("--root", required=True, help="dataset folder holding the subject folders")
+    p.add_argument("--csv_path", nargs="+", help="coding sheet(s), .xlsx as distributed or .csv "
+                   "(none for SMIC; COMPOSITE: the CASME II and SAMM sheets)")
+    p.add_argument("--root", nargs="+", required=True, help="dataset folder(s) holding the subject "
+                   "folders (SMIC: the HS, VIS or NIR folder; COMPOSITE: CASME II, SAMM, SMIC)")
     p.add_argument("--catego", required=True, choices=list(dl.DATASETS), help="dataset")
-    p.add_argument("--num_classes", type=int, default=5, help="class set (5, or 3 = MEGC)")
+    p.add_argument("--num_classes", type=int, default=None,
+                   help="class set: default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE 3); 3 = MEGC")
     p.add_argument("--cache_dir", default=None, help="cache folder (default cache/<catego>)")
     p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES],
                    help="auto: dlib alignment for raw frames, none for cropped (CASME II reg_img)")
@@ -38,14 +45,16 @@ def parser():
 
 
 def check(samples):
-    """Print what the sheet gives and every missing frame; return the number missing."""
+    """Print what the dataset gives and every missing frame or folder (a missing folder once);
+    return the number of samples that cannot be preprocessed."""
     print(dl.describe(samples))
-    missing = sorted({p for r in samples.table.itertuples() for p in (r.onset_path, r.apex_path)
-                      if not os.path.isfile(p)})
-    for p in missing:
-        print(f"  missing frame: {p}")
-    print(f"{len(missing)} missing frames")
-    return len(missing)
+    gone = dl.missing(samples)
+    for what, path, n in gone:
+        print(f"  missing {what}: {path}" + (f"  ({n} samples)" if n > 1 else ""))
+    hit = {(r.subject, r.filename) for r in samples.table.itertuples()
+           if not (os.path.isfile(r.onset_path) and os.path.isfile(r.apex_path))}
+    print(f"{len(gone)} missing frames or folders, {len(hit)} of {len(samples.table)} samples affected")
+    return len(hit)
 
 
 def show(samples, cache_dir, n, out, encoding="fixed", face="auto"):

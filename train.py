@@ -40,10 +40,13 @@ ADAM_DECAY = 1e-7   # Keras Adam(decay=1e-7): lr / (1 + decay * step)
 def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--path", help="coding sheet (.xlsx or .csv); omit to run the synthetic demo")
+    p.add_argument("--path", nargs="+", help="coding sheet(s) (.xlsx or .csv); none for SMIC; COMPOSITE: "
+                   "the CASME II then the SAMM sheet. Omit --path and --img_root to run the synthetic demo")
     p.add_argument("--catego", default="CASME", choices=list(dl.DATASETS), help="dataset")
-    p.add_argument("--img_root", help="dataset folder holding the subject folders")
-    p.add_argument("--num_classes", type=int, default=5, help="class set: 5, or 3 (MEGC)")
+    p.add_argument("--img_root", nargs="+", help="dataset folder holding the subject folders; "
+                   "COMPOSITE: CASME II, SAMM, SMIC")
+    p.add_argument("--num_classes", type=int, default=None,
+                   help="class set; default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE 3)")
     p.add_argument("--combination_mode", default="mul", choices=DSSN.MODES, help="DSSN fusion")
     p.add_argument("--image_mode", nargs="+", default=None,
                    help="third channel per stream: F S G (DSSN two, SSSN one; default F G / G)")
@@ -77,7 +80,7 @@ def parser():
 
 def resolve(args):
     """Fill defaults that depend on the dataset (paper settings) or the demo."""
-    if args.path is None:
+    if args.path is None and args.img_root is None:
         import make_demo
         sheet = os.path.join(args.demo_dir, make_demo.SHEET)
         if not os.path.isfile(sheet):
@@ -91,6 +94,8 @@ def resolve(args):
         args.demo = False
         if args.img_root is None:
             raise dl.DataError("--img_root is required with --path")
+        if args.path is None and dl.DATASETS[args.catego].get("sheet", True) is not None:
+            raise dl.DataError(f"--path (the coding sheet) is required for --catego {args.catego}")
     for k, v in (DEMO if args.demo else PAPER).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -120,7 +125,9 @@ def run_config(args, classes):
     keys = ["path", "img_root", "catego", "num_classes", "model", "image_mode", "batch_size", "epochs",
             "learning_rate", "seed", "amp", "face", "encoding", "demo", "shuffle_labels", "final"]
     c = {k: getattr(args, k) for k in keys}
-    c["path"], c["img_root"] = os.path.abspath(args.path), os.path.abspath(args.img_root)
+    # single paths stay plain strings, so the config reads as the user typed it
+    one = lambda ps: [os.path.abspath(p) for p in dl.as_list(ps)]
+    c["path"], c["img_root"] = [x[0] if len(x) == 1 else x or None for x in (one(args.path), one(args.img_root))]
     c["combination_mode"] = args.combination_mode if args.model == "DSSN" else None
     c["pretrained"] = "none" if args.pretrained == "none" else sha256(args.pretrained)
     c["classes"] = classes
@@ -278,6 +285,7 @@ def plot_confusion(y, p, classes, path):
 def main_run(args):
     args = resolve(args)
     samples = dl.read_samples(args.path, args.img_root, args.catego, args.num_classes)
+    args.num_classes = len(samples.classes)
     pretrained_state = None
     if args.pretrained != "none":
         load_pretrained(build_model(args.model, args.num_classes, args.combination_mode), args.pretrained)
