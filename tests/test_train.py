@@ -194,3 +194,24 @@ def test_two_shards_in_parallel_into_one_folder(dataset, tmp_path):
         assert p.wait(timeout=300) == 0, p.stderr.read()
     assert run(dataset, tmp_path / "whole") == 0
     assert pd.read_csv(out / "predictions.csv").equals(pd.read_csv(tmp_path / "whole" / "predictions.csv"))
+
+
+def test_summary_reports_per_dataset_for_the_composite(tmp_path):
+    # A run folder as train.py leaves it, with known predictions from two datasets.
+    classes = ["negative", "positive", "surprise"]
+    (tmp_path / "folds").mkdir()
+    (tmp_path / "config.json").write_text(json.dumps({"classes": classes}))
+    rows = {"casme2_01": [("CASME", 0, 0), ("CASME", 1, 1), ("CASME", 2, 2)],
+            "samm_006": [("SAMM", 0, 0), ("SAMM", 1, 0), ("SAMM", 2, 0)]}
+    for subject, rs in rows.items():
+        fold = {"subject": subject, "seconds": 1.0, "train_loss": [1.0],
+                "rows": [dict(dataset=d, subject=subject, filename=f"c{i}", label=l, prediction=p)
+                         for i, (d, l, p) in enumerate(rs)]}
+        (tmp_path / "folds" / f"{subject}.json").write_text(json.dumps(fold))
+    m = train.summarize(str(tmp_path), log=lambda *_: None)
+    assert m["per_dataset"]["CASME"]["uf1"] == 1.0 and m["per_dataset"]["CASME"]["n"] == 3
+    samm = m["per_dataset"]["SAMM"]
+    assert samm["uar"] == pytest.approx(1 / 3) and samm["uf1"] == pytest.approx((2 * 1 / 4) / 3)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # pooled UF1: negative P=2/4 R=1 -> 2/3; positive and surprise P=1 R=1/2 -> 2/3
+    assert m["uf1"] == pytest.approx(2 / 3)
