@@ -485,7 +485,7 @@ def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto"):
             raise DataError(f"{path}: cache missing or made with other settings "
                             f"(run save_preprocess_weight.py with the same --cache_dir)")
         for s, m in enumerate(image_mode):
-            x[s, i] = np.stack([c["u"], c["v"], c[m]], axis=-1)
+            x[s, i] = pp.stream(c, m)
     return Streams(x, t.label.to_numpy(np.int64, copy=True), t.subject.to_numpy(str), t.filename.to_numpy(str))
 
 

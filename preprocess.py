@@ -100,22 +100,27 @@ def align_matrix(pts):
     return m * (SIZE / ALIGN_WIDTH)   # warp straight to 227 instead of 256 then resize
 
 
+def aligner(onset, face="dlib", onset_name="onset"):
+    """The SIZE x SIZE crop of a clip as a function of a frame. With face='dlib' the eye
+    alignment is found on the onset frame and the same transform serves every later frame (the
+    authors' SAMM procedure), so the flow sees only the facial movement, not a re-fit of the
+    landmarks; face='none' (pre-cropped frames) only resizes."""
+    if face == "dlib":
+        m = align_matrix(landmarks(onset, onset_name))
+        return lambda img: cv2.warpAffine(img, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC,
+                                          borderMode=cv2.BORDER_REPLICATE)
+    if face == "none":
+        return lambda img: cv2.resize(img, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    raise ValueError(f"--face must be one of {', '.join(FACE_MODES)}, got {face!r}")
+
+
 def crop_pair(onset, apex, face="dlib", onset_name="onset"):
-    """Onset and apex crops of SIZE x SIZE. With face='dlib' the eye alignment is found on the
-    onset frame and the same transform is applied to the apex (the authors' SAMM procedure),
-    so the flow sees only the facial movement, not a re-fit of the landmarks."""
+    """Onset and apex crops of SIZE x SIZE (see aligner)."""
     if onset.shape != apex.shape:
         raise PreprocessError(f"{onset_name}: onset is {onset.shape[1]}x{onset.shape[0]} but apex is "
                               f"{apex.shape[1]}x{apex.shape[0]}; frames of a clip must have one size")
-    if face == "dlib":
-        m = align_matrix(landmarks(onset, onset_name))
-        warp = lambda img: cv2.warpAffine(img, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC,
-                                          borderMode=cv2.BORDER_REPLICATE)
-        return warp(onset), warp(apex)
-    if face == "none":
-        return (cv2.resize(onset, (SIZE, SIZE), interpolation=cv2.INTER_AREA),
-                cv2.resize(apex, (SIZE, SIZE), interpolation=cv2.INTER_AREA))
-    raise ValueError(f"--face must be one of {', '.join(FACE_MODES)}, got {face!r}")
+    crop = aligner(onset, face, onset_name)
+    return crop(onset), crop(apex)
 
 
 _TVL1 = {}
@@ -170,7 +175,8 @@ def features(onset, apex, face="dlib", encoding="fixed", onset_name="onset"):
 
 
 def stream(feats, mode):
-    """The 3x227x227 image of one stream: (u, v, X) with X = F, S or G (facts section 1)."""
+    """The 227x227x3 image of one stream: (u, v, X) with X = F, S or G (facts section 1),
+    channels last: a batch of them is a channels_last NCHW tensor after a permute, no copy."""
     if mode not in MODES:
         raise ValueError(f"--image_mode must be among {', '.join(MODES)}, got {mode!r}")
-    return np.stack([feats["u"], feats["v"], feats[mode]])
+    return np.stack([feats["u"], feats["v"], feats[mode]], axis=-1)

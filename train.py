@@ -107,7 +107,8 @@ def resolve(args):
                            f"mode{'s' if want > 1 else ''} (of F S G)")
     tag = "demo" if args.demo else args.catego
     args.cache_dir = args.cache_dir or os.path.join("cache", tag)
-    name = f"{tag}_{args.model}_{''.join(args.image_mode)}" + (f"_{args.combination_mode}" if want == 2 else "")
+    name = f"{tag}_{args.model}_{''.join(args.image_mode)}" + (f"_{args.combination_mode}" if want == 2 else "") \
+        + ("_final" if args.final else "")
     args.weight_save_path = args.weight_save_path or os.path.join("runs", name)
     args.device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if args.amp == "auto":

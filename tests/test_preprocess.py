@@ -86,7 +86,7 @@ def test_bad_frames_name_the_file(tmp_path, face):
 
 def test_stream_stacks_u_v_and_mode():
     f = {k: np.full((4, 4), i, np.uint8) for i, k in enumerate("uvFSG")}
-    assert pp.stream(f, "S")[:, 0, 0].tolist() == [0, 1, 3]
+    assert pp.stream(f, "S")[0, 0].tolist() == [0, 1, 3]
     with pytest.raises(ValueError, match="--image_mode"):
         pp.stream(f, "X")
 

@@ -1,0 +1,362 @@
+"""
+Classify a new clip with a model from `train.py --final`, and show what it looked at.
+
+    python predict.py --weights runs/demo_final/final.pt --onset onset.jpg --apex apex.jpg
+    python predict.py --weights final.pt --video clip.mp4 --onset_frame 12 --apex_frame 31
+    python predict.py --weights final.pt --video clip.mp4 --onset_frame 12       # apex searched
+    python predict.py --weights final.pt --video 'sub01/EP02_01f/img%d.jpg' --onset_frame 0 --json
+    python predict.py ... --cam cam.png      # where the predicted class came from, one panel per stream
+
+The pair goes through the training code: preprocess.features (dlib eye alignment on the onset,
+TV-L1 flow onset -> apex) with the face mode and encoding stored in final.pt, then the streams
+(u, v, F / S / G) as dataloader builds them. Frame numbers of a video count from 0 (an image
+sequence given as a printf pattern counts from its first image). Without --apex_frame the apex
+is the frame of greatest optical-flow energy from the onset within --onset_frame..--offset_frame
+(default: the next --window frames). Prints the predicted class and every class's probability
+(--json: one JSON object). --cam draws, for each stream, a HiResCAM map (Grad-CAM with the
+gradient kept per location; --cam_method gradcam for the plain one) of the predicted class on
+its last convolution over the aligned apex. Bad input (no face, unreadable file, frame out of
+range) gets one line `error: ...` and exit status 2.
+"""
+import argparse
+import json
+import os
+import sys
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import dataloader as dl
+import preprocess as pp
+from network import build_model
+
+# Farneback parameters of OpenCV's own example (pyr_scale, levels, winsize, iterations, poly_n,
+# poly_sigma, flags): the apex search only ranks frames, it does not feed the model.
+FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)
+# conv2's 27x27 grid back to input pixels: conv1 (11 px, stride 4) then the 3/2 max-pool put
+# cell i's receptive field centre at input pixel 8 i + 9 (conv2 keeps the grid: 5 px, pad 2).
+CAM_TO_INPUT = np.float32([[8, 0, 9], [0, 8, 9]])
+CAM_BLUR = 8.0   # px, one step of that grid
+CAM_METHODS = ("hirescam", "gradcam")   # see run_model
+
+
+class PredictError(Exception):
+    """Bad input: the message is one line naming the file or flag."""
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="final.pt written by train.py --final")
+    p.add_argument("--onset", help="onset frame (image file)")
+    p.add_argument("--apex", help="apex frame (image file)")
+    p.add_argument("--video", help="video file, or an image sequence as a printf pattern (img%%d.jpg)")
+    p.add_argument("--onset_frame", type=int, help="onset frame index in --video (from 0)")
+    p.add_argument("--apex_frame", type=int, help="apex frame index in --video; omit to search for it")
+    p.add_argument("--offset_frame", type=int, help="last frame of the apex search (default onset + --window)")
+    p.add_argument("--window", type=int, default=30, help="frames after the onset searched for the apex")
+    p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES],
+                   help="face handling; auto = dlib if the model was trained with it, else as trained")
+    p.add_argument("--cam", metavar="OUT.png", help="save a class-activation picture of the predicted class")
+    p.add_argument("--cam_method", default="hirescam", choices=CAM_METHODS,
+                   help="hirescam (Grad-CAM with element-wise gradients; default) or gradcam")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (one sample: cpu is fine)")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+def load_checkpoint(path, device="cpu"):
+    """(model in eval mode, checkpoint dict) of a final.pt."""
+    if not os.path.isfile(path):
+        raise PredictError(f"{path}: weights file not found")
+    try:
+        # weights_only=False: the dict carries lists and settings besides tensors (our own file).
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        why = (str(e).strip().splitlines() or [""])[0]
+        raise PredictError(f"{path}: cannot read weights ({type(e).__name__}: {why})") from None
+    need = ["state_dict", "model", "num_classes", "combination_mode", "image_mode", "classes", "preprocess"]
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in need):
+        raise PredictError(f"{path}: not a final.pt of train.py --final (needs keys {', '.join(need)})")
+    try:
+        model = build_model(ckpt["model"], ckpt["num_classes"], ckpt["combination_mode"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, ValueError) as e:
+        why = (str(e).strip().splitlines() or [""])[0]
+        raise PredictError(f"{path}: weights do not fit a {ckpt['model']} ({why})") from None
+    return model.to(device).eval(), ckpt
+
+
+def choose_face(ckpt, face="auto"):
+    """(face mode, encoding) for new clips: dlib when the model was trained on aligned faces
+    (a new clip is a raw frame), else what it was trained with; --face overrides."""
+    trained = ckpt["preprocess"]
+    if face == "auto":
+        face = "dlib" if "dlib" in trained else next(iter(trained))
+    elif face not in trained:
+        print(f"warning: the model was trained with --face {' / '.join(trained)}; using {face} as asked",
+              file=sys.stderr)
+    encoding = trained.get(face, next(iter(trained.values())))["encoding"]
+    if face in trained and trained[face] != json.loads(json.dumps(pp.settings(face, encoding))):
+        diff = [k for k, v in pp.settings(face, encoding).items()
+                if json.dumps(trained[face].get(k)) != json.dumps(v)]
+        print(f"warning: the model was trained with other preprocessing settings ({', '.join(diff)} "
+              f"{'differs' if len(diff) == 1 else 'differ'} from this preprocess.py): predictions may be off",
+              file=sys.stderr)
+    return face, encoding
+
+
+def streams(feats, image_mode, device="cpu"):
+    """The model's inputs, built as dataloader.load_streams and train.py do: (u, v, X) stacked
+    channels-last as uint8, then NHWC -> NCHW by permute (the trunk converts to float)."""
+    return [torch.from_numpy(pp.stream(feats, m)[None]).to(device).permute(0, 3, 1, 2) for m in image_mode]
+
+
+def run_model(model, xs, cam=None):
+    """Class probabilities, and with cam = "hirescam" or "gradcam" a map of the predicted class
+    for each stream (227x227 float, not normalised).
+
+    Both are taken on each trunk's last convolution, conv2, at its 27x27 resolution after ReLU
+    and before pooling (AlexNet's own order): A = relu(conv2 output), G = d logit / d conv2
+    output. The trunk pools before its ReLU, which is the same function, and the gradient
+    reaching a conv2 output is zero wherever that output is <= 0, so G is also the gradient
+    with respect to A.
+      gradcam:  relu(sum_k mean_xy(G_k) * A_k)   (Selvaraju et al. 2017)
+      hirescam: relu(sum_k G_k * A_k)            (Draelos & Carin 2020), the default
+    Grad-CAM's spatial mean of the gradient suits networks that pool globally before the
+    classifier; DSSN's classifier is a linear layer over the flattened 15x15 maps, so the mean
+    mixes locations of opposite sign. On a demo model (final DSSN F G mul, 4 subjects x 5
+    clips, scored on those 20 clips) the flow stream's Grad-CAM was all <= 0, an empty map, for
+    12 of 20 clips, and its peak was within 25 px of the landmarks the clip moved for 8 (flow)
+    and 15 (gray) of 20; HiResCAM's peak was within 25 px for all 20 in both streams (median
+    5 px flow, 9 px gray). Both maps are then blurred by one grid step for display."""
+    acts = []
+    hooks = [t.conv2.register_forward_hook(lambda mod, inp, out: acts.append(out)) for t in model.trunks]
+    try:
+        with torch.set_grad_enabled(cam is not None):
+            logits = model(*xs)
+    finally:
+        for h in hooks:
+            h.remove()
+    probs = logits.detach().float().softmax(1)[0].cpu().numpy()
+    if cam is None:
+        return probs, None
+    if cam not in CAM_METHODS:
+        raise ValueError(f"cam method must be one of {', '.join(CAM_METHODS)}, got {cam!r}")
+    grads = torch.autograd.grad(logits[0, int(probs.argmax())], acts)
+    cams = []
+    for a, g in zip(acts, grads):
+        weights = g.mean((2, 3), keepdim=True) if cam == "gradcam" else g
+        m = F.relu((weights * F.relu(a)).sum(1))[0].detach().float().cpu().numpy()
+        up = cv2.warpAffine(m, CAM_TO_INPUT, (pp.SIZE, pp.SIZE), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+        # The max-pool after conv2 passes gradient to one cell of each window, so the 27x27 map
+        # is a sparse grid of dots; a blur of one grid step (8 px) turns it into regions.
+        cams.append(cv2.GaussianBlur(up, (0, 0), CAM_BLUR))
+    return probs, cams
+
+
+def plot_cam(path, apex_rgb, cams, image_mode, classes, probs, method="hirescam"):
+    """The aligned apex, then each stream's class-activation map over it; written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    k = int(probs.argmax())
+    fig, axes = plt.subplots(1, len(cams) + 1, figsize=(2.5 * (len(cams) + 1), 2.9))
+    axes[0].imshow(apex_rgb)
+    axes[0].set_title("aligned apex", fontsize=9)
+    for i, (ax, c, m) in enumerate(zip(axes[1:], cams, image_mode), 1):
+        ax.imshow(apex_rgb)
+        peak = float(c.max())
+        norm = c / peak if peak > 0 else c
+        # Opacity follows the map, so the face shows through wherever the map is ~0.
+        ax.imshow(norm, cmap="jet", alpha=np.clip(1.5 * norm, 0, 0.8), vmin=0, vmax=1)
+        ax.set_title(f"stream {i} (u, v, {m}): peak {peak:.3g}", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    name = {"hirescam": "HiResCAM", "gradcam": "Grad-CAM"}[method]
+    fig.suptitle(f"predicted {classes[k]} (p = {probs[k]:.2f}); {name} on conv2, each panel scaled "
+                 f"to its peak", fontsize=9)
+    fig.tight_layout()
+    dl.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=80))
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# frames
+
+def read_video(path, first, last):
+    """({index: BGR frame} for first..last (0-based, inclusive; fewer if the video is shorter),
+    frames decoded). Read in order from the start: seeking is not frame-exact for every codec."""
+    if os.path.isdir(path):
+        raise PredictError(f"{path}: a folder, not a video (an image sequence is given as a pattern, "
+                           f"e.g. {os.path.join(path, 'img%d.jpg')})")
+    if "%" in path and not os.path.isfile(path):
+        # an image sequence: OpenCV (ffmpeg) starts at the first of indices 0..4 that exists,
+        # and logs its own lines if none does, so that case is caught here
+        try:
+            first_files = [path % i for i in range(5)]
+        except (TypeError, ValueError):
+            raise PredictError(f"{path}: not a printf pattern like img%d.jpg or img%03d.jpg") from None
+        if not any(os.path.isfile(f) for f in first_files):
+            raise PredictError(f"{path}: no image of the sequence found (looked for {first_files[0]} .. "
+                               f"{first_files[-1]})")
+    elif not os.path.isfile(path):
+        raise PredictError(f"{path}: video not found")
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise PredictError(f"{path}: cannot read video")
+        frames, n = {}, 0
+        while n <= last:
+            ok, img = cap.read()
+            if not ok:
+                break
+            if n >= first:
+                frames[n] = img
+            n += 1
+    finally:
+        cap.release()
+    if n == 0:
+        raise PredictError(f"{path}: cannot read video (no frame decoded)")
+    return frames, n
+
+
+def flow_energy(onset, frames, face, name="onset"):
+    """How far the face has moved from the onset in each frame: Farneback flow from the aligned
+    onset to the aligned frame, minus its median (head drift), then the mean of the largest 1 %
+    of magnitudes (px).
+
+    The top 1 %, not the mean: an expression moves a few percent of the face, so the mean over
+    the crop is mostly sensor and compression noise. On 25 demo clips written as videos the mean
+    missed the apex by 9-12 frames on 3 clips (MJPG .avi); the top 1 % found it exactly on
+    every .avi clip and within 2 frames on every .mp4 (mp4v) clip.
+    Farneback, not TV-L1: on a 227x227 crop it takes ~13 ms a pair against ~560 ms for the
+    IPOL-parameter TV-L1 (2 CPU cores), 0.4 s instead of 17 s for a 30-frame window, and with
+    this score it ranked frames as well as TV-L1 did; the chosen pair then goes through TV-L1
+    like the training data."""
+    warp = pp.aligner(onset, face, name)
+    gray = lambda img: cv2.cvtColor(warp(img), cv2.COLOR_BGR2GRAY)
+    g0 = gray(onset)
+    out = []
+    for img in frames:
+        f = cv2.calcOpticalFlowFarneback(g0, gray(img), None, *FARNEBACK).reshape(-1, 2)
+        mag = np.hypot(*(f - np.median(f, 0)).T)
+        out.append(float(np.sort(mag)[-max(1, mag.size // 100):].mean()))
+    return out
+
+
+def video_pair(path, onset_frame, apex_frame=None, offset_frame=None, window=30, face="dlib"):
+    """(onset, apex, info) from a video; the apex searched when apex_frame is None."""
+    if onset_frame is None:
+        raise PredictError("--video needs --onset_frame (0-based frame index)")
+    if onset_frame < 0:
+        raise PredictError(f"--onset_frame {onset_frame}: frame out of range (frames count from 0)")
+    if apex_frame is not None and apex_frame <= onset_frame:
+        raise PredictError(f"--apex_frame {apex_frame} must come after --onset_frame {onset_frame}")
+    if offset_frame is not None and offset_frame <= onset_frame:
+        raise PredictError(f"--offset_frame {offset_frame} must come after --onset_frame {onset_frame}")
+    if window < 1:
+        raise PredictError(f"--window {window}: must be 1 or more")
+    end = apex_frame if apex_frame is not None else offset_frame if offset_frame is not None \
+        else onset_frame + window
+    frames, n = read_video(path, onset_frame, end)
+    # Frames the user named must exist; the default window just stops at the end of the video.
+    for flag, i in (("--onset_frame", onset_frame), ("--apex_frame", apex_frame), ("--offset_frame", offset_frame)):
+        if i is not None and i not in frames:
+            raise PredictError(f"{path}: {flag} {i} out of range (the video has {n} frames, 0..{n - 1})")
+    onset = frames[onset_frame]
+    info = dict(onset_frame=onset_frame)
+    if apex_frame is None:
+        later = sorted(i for i in frames if i > onset_frame)
+        if not later:
+            raise PredictError(f"{path}: no frame after --onset_frame {onset_frame} (the video has {n} frames)")
+        energy = flow_energy(onset, [frames[i] for i in later], face, f"{path} frame {onset_frame}")
+        apex_frame = later[int(np.argmax(energy))]
+        info.update(apex_searched=[later[0], later[-1]], flow_energy=[round(e, 4) for e in energy])
+    info["apex_frame"] = apex_frame
+    return onset, frames[apex_frame], info
+
+
+# ---------------------------------------------------------------------------------------------
+
+def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_frame=None,
+            offset_frame=None, window=30, face="auto", cam=None, cam_method="hirescam", device="cpu"):
+    """(what predict.py prints, as a dict; extra: `cams` (one 227x227 map per stream, or None),
+    `feats` (preprocess.features of the pair), `classes` and `meta` for callers and tests)."""
+    model, ckpt = load_checkpoint(weights, device)
+    face, encoding = choose_face(ckpt, face)
+    if video is not None:
+        if onset or apex:
+            raise PredictError("give either --onset and --apex, or --video, not both")
+        on, ap, info = video_pair(video, onset_frame, apex_frame, offset_frame, window, face)
+        name = f"{video} frame {onset_frame}"
+    else:
+        if not (onset and apex):
+            raise PredictError("give --onset and --apex images, or --video with --onset_frame")
+        if any(x is not None for x in (onset_frame, apex_frame, offset_frame)):
+            raise PredictError("--onset_frame / --apex_frame / --offset_frame go with --video")
+        on, ap, info, name = pp.read_image(onset), pp.read_image(apex), {}, onset
+    feats = pp.features(on, ap, face=face, encoding=encoding, onset_name=name)
+    probs, cams = run_model(model, streams(feats, ckpt["image_mode"], device), cam_method if cam else None)
+    classes = ckpt["classes"]
+    if cam is not None:
+        plot_cam(cam, feats["apex"], cams, ckpt["image_mode"], classes, probs, cam_method)
+    out = dict(prediction=classes[int(probs.argmax())],
+               probabilities={c: round(float(p), 6) for c, p in zip(classes, probs)}, **info)
+    if cam is not None:
+        out["cam"] = cam
+    meta = dict(model=ckpt["model"], image_mode=ckpt["image_mode"],
+                combination_mode=ckpt["combination_mode"] if ckpt["model"] == "DSSN" else None,
+                face=face, encoding=encoding, samples=ckpt.get("samples"), subjects=ckpt.get("subjects"))
+    return out, dict(cams=cams, feats=feats, classes=classes, meta=meta)
+
+
+def report(out, extra, args):
+    m = extra["meta"]
+    print(f"model: {m['model']} {' '.join(m['image_mode'])}" + (f" {m['combination_mode']}" if m["combination_mode"] else "")
+          + f", trained on {m['samples']} samples of {len(m['subjects'] or [])} subjects ({args.weights}); "
+          f"face {m['face']}, encoding {m['encoding']}")
+    if "apex_searched" in out:
+        a, b = out["apex_searched"]
+        print(f"apex: frame {out['apex_frame']}, the greatest flow energy from onset frame "
+              f"{out['onset_frame']} in frames {a}..{b} (Farneback, top 1 % of |flow - median|, px):")
+        print("  " + " ".join(f"{i}:{e:.2f}" for i, e in zip(range(a, b + 1), out["flow_energy"])))
+    elif "apex_frame" in out:
+        print(f"onset frame {out['onset_frame']}, apex frame {out['apex_frame']}")
+    print(f"prediction: {out['prediction']}")
+    width = max(map(len, out["probabilities"]))
+    for c, p in out["probabilities"].items():
+        print(f"  {c:<{width}}  {p:.4f}  {'#' * round(30 * p)}")
+    if "cam" in out:
+        name = {"hirescam": "HiResCAM", "gradcam": "Grad-CAM"}[args.cam_method]
+        print(f"{name} of {out['prediction']} on conv2 of each stream: {out['cam']}")
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        out, extra = predict(args.weights, args.onset, args.apex, args.video, args.onset_frame, args.apex_frame,
+                             args.offset_frame, args.window, args.face, args.cam, args.cam_method, args.device)
+    except (PredictError, pp.PreprocessError, dl.DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:   # e.g. --cam into a folder that cannot be written
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps(out))
+    else:
+        report(out, extra, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""predict.py on a model from train.py --final: the same inputs as training, the apex search on a
+video, the class-activation picture, --json, and one-line errors for bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import dataloader as dl
+import make_demo
+import predict
+import preprocess as pp
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def final(tmp_path_factory):
+    d = tmp_path_factory.mktemp("predict")
+    root = str(d / "frames")
+    sheet = make_demo.build_demo(root, subjects=2, clips_per_class=1, frames=FRAMES)
+    rc = train.main(["--path", sheet, "--img_root", root, "--cache_dir", str(d / "cache"), "--final",
+                     "--weight_save_path", str(d / "run"), "--epochs", "8", "--batch_size", "4",
+                     "--learning_rate", "1e-3", "--workers", "2"])
+    assert rc == 0
+    samples = dl.read_samples(sheet, root, "CASME")
+    return dict(weights=str(d / "run" / "final.pt"), cache=str(d / "cache"), samples=samples,
+                rows=samples.table.to_dict("records"), dir=d)
+
+
+def clip_frames(row):
+    folder = os.path.dirname(row["onset_path"])
+    return [pp.read_image(os.path.join(folder, f"img{n}.jpg")) for n in range(1, FRAMES + 1)]
+
+
+def write_video(path, frames, fourcc="MJPG"):
+    h, w = frames[0].shape[:2]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 30, (w, h))
+    assert out.isOpened()
+    for f in frames:
+        out.write(f)
+    out.release()
+    return str(path)
+
+
+def test_training_clips_get_the_training_inputs_and_their_class(final):
+    # Clips of the training set: this shows that predict.py feeds the model exactly what training
+    # fed it (same alignment, flow, encoding and stream layout) and that the saved model is the
+    # trained one; it says nothing about how well the model does on unseen clips.
+    data = dl.load_streams(final["samples"], final["cache"], ["F", "G"])
+    model, ckpt = predict.load_checkpoint(final["weights"])
+    for i, row in enumerate(final["rows"]):
+        out, extra = predict.predict(final["weights"], onset=row["onset_path"], apex=row["apex_path"])
+        xs = predict.streams(extra["feats"], ckpt["image_mode"])
+        cached = [torch.from_numpy(data.x[s, i:i + 1]).permute(0, 3, 1, 2) for s in range(2)]
+        assert all(torch.equal(a, b) for a, b in zip(xs, cached)), row["filename"]
+        with torch.no_grad():
+            p = model(*cached).softmax(1)[0].numpy()
+        assert np.allclose(list(out["probabilities"].values()), p, atol=1e-5)
+        assert out["prediction"] == row["emotion"], (row["subject"], row["filename"], out)
+        assert sum(out["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_apex_search_finds_the_known_apex(final, tmp_path):
+    # Each demo clip rises smoothly to its apex (the sheet's ApexFrame), then partly returns.
+    # Two extra onset frames in front make the onset index 2; the default window runs past the
+    # end of the video and stops there. One subject's clips: one of each class.
+    for row in [r for r in final["rows"] if r["subject"] == "01"]:
+        frames = clip_frames(row)
+        video = write_video(tmp_path / "clip.avi", frames[:1] * 2 + frames)
+        out, _ = predict.predict(final["weights"], video=video, onset_frame=2)
+        want = 2 + row["apex"] - 1
+        assert abs(out["apex_frame"] - want) <= 2, (row["filename"], want, out)
+        assert out["onset_frame"] == 2 and out["apex_searched"] == [3, FRAMES + 1]
+
+
+def test_json_output(final, tmp_path, capsys):
+    row = final["rows"][0]
+    video = write_video(tmp_path / "clip.avi", clip_frames(row))
+    assert predict.main(["--weights", final["weights"], "--video", video, "--onset_frame", "0",
+                         "--apex_frame", str(row["apex"] - 1), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["onset_frame"] == 0 and out["apex_frame"] == row["apex"] - 1 and "apex_searched" not in out
+    assert set(out["probabilities"]) == set(make_demo.CLASSES) and out["prediction"] in make_demo.CLASSES
+    # the command line itself, on images: stdout is exactly one JSON object
+    r = subprocess.run([sys.executable, "predict.py", "--weights", final["weights"], "--onset", row["onset_path"],
+                        "--apex", row["apex_path"], "--json"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["prediction"] == row["emotion"] and len(out["probabilities"]) == 5
+    assert "onset_frame" not in out
+
+
+def test_cam_peaks_inside_the_face(final, tmp_path):
+    row = next(r for r in final["rows"] if r["emotion"] == "surprise")
+    path = tmp_path / "cam.png"
+    out, extra = predict.predict(final["weights"], onset=row["onset_path"], apex=row["apex_path"], cam=str(path))
+    img = cv2.imread(str(path))
+    assert img is not None and img.shape[1] > img.shape[0]   # one wide figure: apex + 2 streams
+    apex = cv2.cvtColor(extra["feats"]["apex"], cv2.COLOR_RGB2BGR)
+    pts = pp.landmarks(apex, "aligned apex")
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    cams = extra["cams"]
+    assert len(cams) == 2 and all(c.shape == (pp.SIZE, pp.SIZE) for c in cams)
+    for c in cams:
+        y, x = np.unravel_index(np.argmax(c), c.shape)
+        assert c.max() > 0 and x0 <= x <= x1 and y0 <= y <= y1, ((x, y), (x0, y0, x1, y1))
+    # The flow stream's peak is on what the clip moved: a brow raise moves landmarks 17-26.
+    y, x = np.unravel_index(np.argmax(cams[0]), cams[0].shape)
+    assert np.hypot(*(pts[17:27] - (x, y)).T).min() < 25
+    # plain Grad-CAM is there too (--cam_method gradcam)
+    predict.predict(final["weights"], onset=row["onset_path"], apex=row["apex_path"],
+                    cam=str(tmp_path / "gradcam.png"), cam_method="gradcam")
+    assert (tmp_path / "gradcam.png").is_file()
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
+
+
+def bad_inputs(final, d):
+    row = final["rows"][0]
+    video = write_video(d / "clip.avi", clip_frames(row))
+    (d / "broken.mp4").write_text("not a video")
+    (d / "broken.jpg").write_text("not an image")
+    blank = np.random.default_rng(0).integers(90, 110, (240, 320, 3)).astype(np.uint8)
+    cv2.imwrite(str(d / "blank.png"), blank)
+    w = final["weights"]
+    return {
+        "out of range": (["--weights", w, "--video", video, "--onset_frame", "0", "--apex_frame", "40"],
+                         f"--apex_frame 40 out of range (the video has {FRAMES} frames"),
+        "onset out of range": (["--weights", w, "--video", video, "--onset_frame", "12"], "--onset_frame 12 out of range"),
+        "unreadable video": (["--weights", w, "--video", str(d / "broken.mp4"), "--onset_frame", "0"], "cannot read video"),
+        "missing video": (["--weights", w, "--video", str(d / "nothing.mp4"), "--onset_frame", "0"], "video not found"),
+        "unreadable image": (["--weights", w, "--onset", str(d / "broken.jpg"), "--apex", row["apex_path"]],
+                             "cannot read image"),
+        "no face": (["--weights", w, "--onset", str(d / "blank.png"), "--apex", str(d / "blank.png")], "no face found"),
+        "no face in video": (["--weights", w, "--video", write_video(d / "blank.avi", [blank] * 5),
+                              "--onset_frame", "0"], "no face found"),
+        "bad weights": (["--weights", str(d / "broken.jpg"), "--onset", row["onset_path"], "--apex", row["apex_path"]],
+                        "cannot read weights"),
+        "apex before onset": (["--weights", w, "--video", video, "--onset_frame", "3", "--apex_frame", "2"],
+                              "must come after"),
+    }
+
+
+def test_bad_input_gets_one_line_and_exit_2(final, tmp_path, capsys):
+    for name, (argv, says) in bad_inputs(final, tmp_path).items():
+        capsys.readouterr()
+        assert predict.main(argv) == 2, name
+        captured = capsys.readouterr()
+        err = captured.err.strip()
+        assert err.startswith("error: ") and "\n" not in err and says in err, (name, err)
+        assert captured.out == "", name
+    # and as a process: exit status 2, no traceback
+    argv, says = bad_inputs(final, tmp_path)["no face"]
+    r = subprocess.run([sys.executable, "predict.py", *argv], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.strip().count("\n") == 0 and says in r.stderr

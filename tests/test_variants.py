@@ -1,0 +1,98 @@
+"""variants.py: the paper's grid of variants as ordinary train.py run folders, one table, and
+finished variants reused when the command is repeated."""
+import csv
+import json
+import os
+import time
+
+import pytest
+
+import make_demo
+import variants
+
+
+def test_grid_is_the_papers():
+    assert [v[0] for v in variants.grid()] == [
+        "SSSN_F", "SSSN_G", "SSSN_S",
+        "DSSN_FG_add", "DSSN_FG_mul", "DSSN_FG_cat", "DSSN_FS_add", "DSSN_FS_mul", "DSSN_FS_cat",
+        "DSSN_GS_add", "DSSN_GS_mul", "DSSN_GS_cat"]
+    # modes are put in the paper's order whatever order they are given in
+    assert variants.grid(["DSSN"], ["S", "F"], ["cat"]) == [("DSSN_FS_cat", "DSSN", ["F", "S"], "cat")]
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("variants")
+    sheet = make_demo.build_demo(str(d / "frames"), subjects=3, clips_per_class=1, frames=3)
+    argv = ["--path", sheet, "--img_root", str(d / "frames"), "--cache_dir", str(d / "cache"),
+            "--epochs", "1", "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2",
+            "--out", str(d / "out")]
+    narrow = ["--models", "SSSN", "DSSN", "--modes", "F", "G", "--fusions", "mul"]
+    t = time.time()
+    rc = variants.main(argv + narrow)
+    return dict(argv=argv, narrow=narrow, out=d / "out", rc=rc, seconds=time.time() - t)
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_table_has_one_row_per_variant(grid_run):
+    assert grid_run["rc"] == 0
+    out = grid_run["out"]
+    rows = read_csv(out / "table.csv")
+    assert [r["variant"] for r in rows] == ["SSSN_F", "SSSN_G", "DSSN_FG_mul"]
+    assert [(r["model"], r["modes"], r["fusion"]) for r in rows] == [
+        ("SSSN", "F", ""), ("SSSN", "G", ""), ("DSSN", "FG", "mul")]
+    for r in rows:
+        s = json.loads((out / r["variant"] / "summary.json").read_text())
+        for k in ("accuracy", "uf1", "uar", "author_f1"):
+            assert float(r[k]) == pytest.approx(s[k], abs=1e-4)
+        assert float(r["seconds"]) == pytest.approx(s["seconds"])
+        cfg = s["config"]   # each variant really ran with its own model and modes
+        assert (cfg["model"], "".join(cfg["image_mode"])) == (r["model"], r["modes"])
+        assert cfg["epochs"] == 1 and cfg["batch_size"] == 4   # the dataset flags were passed through
+        if r["model"] == "DSSN":
+            assert cfg["combination_mode"] == r["fusion"]
+    md = (out / "table.md").read_text()
+    assert "| variant | model | modes | fusion | accuracy | UF1 | UAR | authors' F1 | seconds |" in md
+    assert "| DSSN_FG_mul | DSSN | FG | mul |" in md and "| SSSN_G | SSSN | G | - |" in md
+    assert "Not finished" not in md and "Warning" not in md
+    assert not [f for f in os.listdir(out) if f.startswith(".tmp")]   # written atomically
+
+
+def test_rerun_trains_nothing(grid_run, capsys):
+    out = grid_run["out"]
+    folds = sorted(out.glob("*/folds/*.json"))
+    assert len(folds) == 9   # 3 variants x 3 subjects
+    mtimes = [f.stat().st_mtime_ns for f in folds]
+    capsys.readouterr()
+    t = time.time()
+    assert variants.main(grid_run["argv"] + grid_run["narrow"]) == 0
+    seconds = time.time() - t
+    printed = capsys.readouterr().out
+    assert printed.count("done earlier, kept") == 9
+    assert [f.stat().st_mtime_ns for f in sorted(out.glob("*/folds/*.json"))] == mtimes
+    assert seconds < grid_run["seconds"] / 2, (seconds, grid_run["seconds"])
+    assert "| DSSN_FG_mul | DSSN | FG | mul |" in printed   # the table is printed at the end
+
+
+def test_only_runs_just_those_and_the_table_has_everything(grid_run, capsys):
+    out = grid_run["out"]
+    assert variants.main(grid_run["argv"] + ["--only", "SSSN_S"]) == 0
+    assert [r["variant"] for r in read_csv(out / "table.csv")] == ["SSSN_F", "SSSN_G", "SSSN_S", "DSSN_FG_mul"]
+    assert not (out / "DSSN_FS_mul").exists()
+    capsys.readouterr()
+    assert variants.main(grid_run["argv"] + ["--only", "DSSN_XY_mul"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --only DSSN_XY_mul: not a variant") and "\n" not in err
+
+
+def test_changed_settings_are_refused_not_mixed(grid_run, capsys):
+    argv = [a if a != "1" else "2" for a in grid_run["argv"]]   # --epochs 2
+    assert variants.main(argv + ["--only", "SSSN_F"]) == 2
+    err = capsys.readouterr().err
+    assert "epochs" in err and "SSSN_F stopped" in err
+    # nothing was retrained or overwritten
+    assert json.loads((grid_run["out"] / "SSSN_F" / "config.json").read_text())["epochs"] == 1

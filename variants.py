@@ -1,0 +1,193 @@
+"""
+The paper's grid of variants in one command: SSSN with each of F, G, S; DSSN with each pair
+FG, FS, GS and each fusion add / mul / cat (12 runs). Each variant is an ordinary train.py LOSO
+run folder under --out, so a repeated command reuses the finished ones and trains only the rest.
+
+    python variants.py                                    # the synthetic demo, all 12 variants
+    python variants.py --path CASME2-coding-20140508.xlsx --img_root CASME2_RAW --catego CASME \\
+        --pretrained partial.pt                           # -> runs/variants_CASME/table.md
+    python variants.py ... --models DSSN --modes F G --fusions mul cat    # a narrower grid
+    python variants.py ... --only DSSN_FG_mul DSSN_GS_mul # this machine's share (same --out)
+
+Names: SSSN_<mode> (SSSN_G) and DSSN_<modes>_<fusion> (DSSN_FG_mul: stream 1 gets u v F,
+stream 2 u v G). The dataset flags are train.py's and are passed through; without --path it
+runs on the demo, like train.py. Writes table.md and table.csv in --out from every variant
+that has a summary, and prints the table.
+"""
+import argparse
+import csv
+import io
+import itertools
+import json
+import os
+import sys
+
+import dataloader as dl
+import train
+
+MODELS = ("SSSN", "DSSN")
+MODES = ("F", "G", "S")   # the paper's order, so pairs read FG, FS, GS
+FUSIONS = ("add", "mul", "cat")
+# train.py flags passed through unchanged when given (absent ones take train.py's defaults,
+# which differ between the demo and real data).
+PASS = ("path", "img_root", "catego", "num_classes", "epochs", "batch_size", "learning_rate", "cache_dir",
+        "pretrained", "seed", "amp", "device", "face", "encoding", "workers", "demo_dir")
+COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fusion", "fusion"),
+           ("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR"), ("author_f1", "authors' F1"),
+           ("seconds", "seconds")]
+
+
+def grid(models=MODELS, modes=MODES, fusions=FUSIONS):
+    """[(name, model, modes, fusion)] in the paper's order; fusion None for SSSN."""
+    modes = [m for m in MODES if m in modes]   # canonical order whatever order they were given in
+    out = []
+    if "SSSN" in models:
+        out += [(f"SSSN_{m}", "SSSN", [m], None) for m in modes]
+    if "DSSN" in models:
+        out += [(f"DSSN_{a}{b}_{f}", "DSSN", [a, b], f)
+                for a, b in itertools.combinations(modes, 2) for f in FUSIONS if f in fusions]
+    return out
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                   help="third channels to try (SSSN: each one; DSSN: each pair)")
+    p.add_argument("--fusions", nargs="+", default=list(FUSIONS), choices=FUSIONS, help="DSSN fusions to try")
+    p.add_argument("--only", nargs="+", metavar="VARIANT",
+                   help="run just these variants (e.g. DSSN_FG_mul), whatever --models/--modes/--fusions say")
+    p.add_argument("--out", help="folder of the run folders and the table (default runs/variants_<catego or demo>)")
+    g = p.add_argument_group("passed to train.py (see python train.py -h)")
+    g.add_argument("--path")
+    g.add_argument("--img_root")
+    g.add_argument("--catego")
+    g.add_argument("--num_classes", type=int)
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch_size", type=int)
+    g.add_argument("--learning_rate", type=float)
+    g.add_argument("--cache_dir")
+    g.add_argument("--pretrained")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--amp")
+    g.add_argument("--device")
+    g.add_argument("--face")
+    g.add_argument("--encoding")
+    g.add_argument("--workers", type=int)
+    g.add_argument("--demo_dir")
+    return p
+
+
+def train_argv(args, model, modes, fusion, run):
+    argv = ["--model", model, "--image_mode", *modes, "--weight_save_path", run]
+    if fusion:
+        argv += ["--combination_mode", fusion]
+    for k in PASS:
+        v = getattr(args, k)
+        if v is not None:
+            argv += [f"--{k}", str(v)]
+    return argv
+
+
+def read_rows(out, variants):
+    """Table rows of the variants that have a summary.json, and the configs they were run with."""
+    rows, configs = [], {}
+    for name, model, modes, fusion in variants:
+        path = os.path.join(out, name, "summary.json")
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            s = json.load(f)
+        rows.append(dict(variant=name, model=model, modes="".join(modes), fusion=fusion or "",
+                         **{k: round(s[k], 4) for k in ("accuracy", "uf1", "uar", "author_f1")},
+                         seconds=s["seconds"]))
+        configs[name] = s["config"] | {"folds": s["folds"], "samples": s["samples"]}
+    return rows, configs
+
+
+def differing(configs):
+    """Settings (other than the variant's own) that are not the same in every summary: a table
+    that mixes, say, epochs or datasets is flagged rather than silently compared."""
+    own = {"model", "image_mode", "combination_mode"}
+    keys = sorted({k for c in configs.values() for k in c} - own)
+    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+
+
+def markdown(rows, configs, missing):
+    head = [h for _, h in COLUMNS]
+    lines = []
+    if configs:
+        c = next(iter(configs.values()))
+        data = "synthetic demo" if c.get("demo") else f"{c['catego']} ({os.path.basename(c['path'])})"
+        lines += [f"LOSO on {data}: {c['samples']} samples, {c['folds']} subjects, {len(c['classes'])} classes; "
+                  f"{c['epochs']} epochs, batch {c['batch_size']}, lr {c['learning_rate']}, seed {c['seed']}, "
+                  f"pretrained {c['pretrained'][:12]}", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join(
+            f"{r[k]:.4f}" if k in ("accuracy", "uf1", "uar", "author_f1") else
+            f"{r[k]:.1f}" if k == "seconds" else (str(r[k]) or "-") for k, _ in COLUMNS) + " |")
+    diff = differing(configs)
+    if diff:
+        lines += ["", f"**Warning**: these variants were not all run with the same settings: {', '.join(diff)} "
+                      f"(see each run folder's config.json)."]
+    if missing:
+        lines += ["", f"Not finished yet: {' '.join(missing)}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(out, variants, requested):
+    rows, configs = read_rows(out, variants)
+    done = {r["variant"] for r in rows}
+    missing = [name for name, *_ in requested if name not in done]
+    md = markdown(rows, configs, missing)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=[k for k, _ in COLUMNS], lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    dl.atomic_write(os.path.join(out, "table.md"), lambda f: f.write(md.encode()))
+    dl.atomic_write(os.path.join(out, "table.csv"), lambda f: f.write(buf.getvalue().encode()))
+    return md, rows
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    everything = grid()
+    if args.only:
+        names = {v[0]: v for v in everything}
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            print(f"error: --only {' '.join(unknown)}: not a variant (variants: {' '.join(names)})", file=sys.stderr)
+            return 2
+        todo = [names[n] for n in dict.fromkeys(args.only)]
+    else:
+        todo = grid(args.models, args.modes, args.fusions)
+        if not todo:
+            print("error: the grid is empty (DSSN needs two --modes; SSSN one)", file=sys.stderr)
+            return 2
+    tag = "demo" if args.path is None else (args.catego or "CASME")
+    out = args.out or os.path.join("runs", f"variants_{tag}")
+    print(f"{len(todo)} variant{'s' * (len(todo) != 1)} into {out}/: {' '.join(v[0] for v in todo)}")
+    rc = 0
+    for k, (name, model, modes, fusion) in enumerate(todo, 1):
+        print(f"\n=== variant {k}/{len(todo)}: {name} ===", flush=True)
+        # In-process: one interpreter, so dlib, the TV-L1 solver and the data code load once.
+        # A finished run folder trains nothing (train.py's resume) but is still checked
+        # against these settings, so a changed flag is refused instead of silently mixed in.
+        rc = train.main(train_argv(args, model, modes, fusion, os.path.join(out, name)))
+        if rc != 0:
+            print(f"\nvariant {name} stopped (exit {rc}); finished variants are kept, "
+                  f"rerun the same command to continue", file=sys.stderr)
+            break
+    if os.path.isdir(out):
+        # The table covers every variant of the full grid with a summary in --out, so shares run
+        # on other machines (--only) into the same folder all land in it.
+        md, rows = write_table(out, everything, todo)
+        print(f"\n{len(rows)} variant{'s' * (len(rows) != 1)} with results ({os.path.join(out, 'table.md')}, table.csv):\n")
+        print(md, end="")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
