@@ -16,8 +16,10 @@ after warm-up, min-max shown as the spread):
   infer_samples_per_s     the model train_fold returned, evaluated as train_fold evaluates (no_grad,
                           autocast, gather per batch, softmax), batches of --batch.
   train_gflops            analytic conv + linear FLOPs of a training step (see `flops`) / step time.
-  peak_gflops             the same device's large matrix product (fp32; *_bf16 for bf16), so the
-                          ratio to a practical hardware limit can be read off.
+  peak_gflops             the same device's best large matrix product (fp32; *_bf16 for bf16): the
+                          fastest repeat of torch.mm (MKL / cuBLAS) and of the same GEMM as a 1x1
+                          convolution (oneDNN / cuDNN, which run the model's convs; on this AMD CPU
+                          oneDNN beats MKL's sgemm by ~20%). A practical ceiling, not a datasheet one.
   data_overhead           the share of train_fold's epoch spent outside forward..optimiser step (the
                           per-batch gather, shuffling, loss bookkeeping), timed inside the same run:
                           1 - sum(forward start -> Adam step end) / epoch.
@@ -26,17 +28,18 @@ after warm-up, min-max shown as the spread):
                           machine move it by several % either way (the in-run figure is immune).
   preprocess_pairs_per_s  dataloader.build_caches (read 2 JPEGs, dlib alignment, TV-L1, features,
                           write the .npz) over a tiny make_demo dataset (astronaut photo with small
-                          synthetic motion, 320x240 frames), 1 worker; *_all_cores with os.cpu_count()
-                          worker processes (the real multiprocessing path).
+                          synthetic motion, 320x240 frames, 20 pairs), 1 worker process (OpenCV still
+                          uses its own threads inside TV-L1); *_all_cores with os.cpu_count() forked
+                          worker processes (build_caches' real multiprocessing path).
 Mixed precision is bf16 autocast (CPU and GPU). On CUDA every timing is bracketed by
 torch.cuda.synchronize (also inside the hooks, so the loop loses its step-to-step overlap there),
 cudnn.benchmark is on as in train.py, and fp32 convolutions may use TF32 (torch's default) while the
-fp32 matmul peak does not. Other processes on the machine slow everything down: the load average
-before and after is printed and stored.
+fp32 matmul peak does not. Other processes on the machine slow everything down (on 2 cores a second
+busy process can make OpenMP steps 2-4x slower): the load average before and after, and the share
+of the CPU time other processes took meanwhile (others_cpu_share), are printed and stored.
 """
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -65,7 +68,7 @@ def parser():
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
     p.add_argument("--batch", type=int, default=60, help="batch size (the authors' 60)")
     p.add_argument("--repeats", type=int, help="timed repeats (default 3, DSSN mul 5; --quick 2)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed epochs / batches first")
+    p.add_argument("--warmup", type=int, help="untimed epochs / batches first (default 2; --quick 1)")
     p.add_argument("--fold_samples", type=int, default=246,
                    help="samples held in memory, as a CASME II fold (246 in the 5-class set)")
     p.add_argument("--quick", action="store_true", help="DSSN mul only, fewer repeats, smaller matmul")
@@ -91,7 +94,8 @@ def flops(model="DSSN", mode="mul", num_classes=5, size=pp.SIZE):
     Training = forward + backward: 3x forward (output, input gradient, weight gradient), except
     conv1 (2x: its input is data, no input gradient) and the LRN band convolutions (2x: the band is
     a constant buffer, no weight gradient). The LRN band 1x1 convolutions are counted: they are
-    real GEMMs in network.LRN."""
+    real GEMMs in network.LRN (about 5% of the forward). DSSN mul: 1.389 GFLOP forward and 3.675
+    GFLOP training a sample (counting the bands 3x like the other layers would give 3.746)."""
     c1 = conv_out(size, 11, 4)         # 55
     p1 = conv_out(c1, 3, 2)            # 27
     c2 = conv_out(p1, 5, 1, 2)         # 27
@@ -256,21 +260,29 @@ def bench_infer(model, fold, args, steps, warmup):
     return times[warmup:]
 
 
-def matmul_gflops(device, dtype, n, reps):
-    sync = syncer(device)
-    g = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(device, dtype)
-    b = torch.randn(n, n, generator=g).to(device, dtype)
-    c = torch.empty(n, n, device=device, dtype=dtype)
-    torch.mm(a, b, out=c)
-    times = []
-    for _ in range(reps):
-        sync()
-        t = time.perf_counter()
-        torch.mm(a, b, out=c)
-        sync()
-        times.append(time.perf_counter() - t)
-    return [2 * n ** 3 / s / 1e9 for s in times]
+def gemm_gflops(device, dtype, n, reps, kind="mm"):
+    """GFLOP/s of each repeat of a large matrix product: kind "mm" is torch.mm of n x n matrices
+    (MKL on CPU, cuBLAS on CUDA); "conv1x1" the same product as a 1x1 convolution (oneDNN / cuDNN,
+    the libraries that run the model's convolutions), M = n*n/8 pixels, K = N = n/4 channels."""
+    sync, like = syncer(device), dict(device=device, dtype=dtype)
+    if kind == "mm":
+        a, b, c = torch.randn(n, n, **like), torch.randn(n, n, **like), torch.empty(n, n, **like)
+        run, flop = (lambda: torch.mm(a, b, out=c)), 2 * n ** 3
+    else:
+        ch, side = n // 4, n // 64
+        x = torch.randn(8, ch, side, side, **like).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(ch, ch, 1, 1, **like).contiguous(memory_format=torch.channels_last)
+        run, flop = (lambda: F.conv2d(x, w)), 2 * 8 * side * side * ch * ch
+    with torch.no_grad():
+        run()
+        times = []
+        for _ in range(reps):
+            sync()
+            t = time.perf_counter()
+            run()
+            sync()
+            times.append(time.perf_counter() - t)
+    return [flop / s / 1e9 for s in times]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,6 +397,7 @@ def main(argv=None):
           f"batch {B}, load average {load_start} at start", flush=True)
 
     variants = [REFERENCE] if a.quick else VARIANTS
+    warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
     n_rep = a.repeats or (2 if a.quick else 3)
     ref_rep = a.repeats or (2 if a.quick else 5)
     n_fold = max(a.fold_samples, 2 * B)
@@ -401,9 +414,9 @@ def main(argv=None):
         fold = folds[n_streams]
         for amp in ("none", "bf16"):
             reps = ref_rep if (model, mode) == REFERENCE else n_rep
-            args = make_args(model, mode or "mul", amp, device, B, a.warmup + reps)
-            epochs, inside, trained = bench_train(fold, args, a.warmup, a.seed)
-            infer = bench_infer(trained, fold, args, reps, a.warmup)
+            args = make_args(model, mode or "mul", amp, device, B, warmup + reps)
+            epochs, inside, trained = bench_train(fold, args, warmup, a.seed)
+            infer = bench_infer(trained, fold, args, reps, warmup)
             del trained
             tr, inf = stats([B / s for s in epochs]), stats([B / s for s in infer])
             gf = tr[0] * train_flops(model, mode or "mul") / 1e9
@@ -416,7 +429,7 @@ def main(argv=None):
             print(f"{name:<10}{prec:<6}{tr[0]:>9.1f} ({tr[1]:5.1f}-{tr[2]:5.1f}){inf[0]:>9.1f} "
                   f"({inf[1]:5.1f}-{inf[2]:5.1f}){gf:>15.1f}", flush=True)
             if (model, mode) == REFERENCE:
-                pure[prec] = bench_pure(fold, args, reps, a.warmup, a.seed)[0]
+                pure[prec] = bench_pure(fold, args, reps, warmup, a.seed)[0]
 
     # data path, second way: train.py's epoch (one batch) vs pure steps on batches gathered beforehand
     ref = models["DSSN-mul"]
@@ -425,9 +438,11 @@ def main(argv=None):
         ref[prec]["data_overhead_vs_pure"] = 1 - statistics.median(steps) / statistics.median(ref[prec]["epoch_seconds"])
 
     n_mm = 8192 if device.startswith("cuda") else (1024 if a.quick else 2048)
-    peak = {}
+    peak, gemm = {}, {}
     for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        peak[prec] = stats(matmul_gflops(device, dtype, n_mm, 3 if a.quick else 5))
+        for kind in ("mm", "conv1x1"):
+            gemm[f"{kind}_{prec}"] = stats(gemm_gflops(device, dtype, n_mm, 3 if a.quick else 5, kind))
+        peak[prec] = max(gemm[f"mm_{prec}"][2], gemm[f"conv1x1_{prec}"][2])
 
     pre = None
     if not a.skip_preprocess:
@@ -442,11 +457,11 @@ def main(argv=None):
         infer_samples_per_s_bf16=ref["bf16"]["infer_samples_per_s"],
         train_gflops=ref["fp32"]["train_gflops"],
         train_gflops_bf16=ref["bf16"]["train_gflops"],
-        peak_gflops=peak["fp32"][0], peak_gflops_spread=list(peak["fp32"][1:]),
-        peak_gflops_bf16=peak["bf16"][0], peak_gflops_bf16_spread=list(peak["bf16"][1:]),
-        peak_matmul_n=n_mm,
-        train_peak_ratio=ref["fp32"]["train_gflops"] / peak["fp32"][0],
-        train_peak_ratio_bf16=ref["bf16"]["train_gflops"] / peak["bf16"][0],
+        peak_gflops=peak["fp32"], peak_gflops_bf16=peak["bf16"],
+        gemm_gflops={k: dict(median=v[0], min=v[1], max=v[2]) for k, v in gemm.items()},
+        gemm_n=n_mm,
+        train_peak_ratio=ref["fp32"]["train_gflops"] / peak["fp32"],
+        train_peak_ratio_bf16=ref["bf16"]["train_gflops"] / peak["bf16"],
         data_overhead=ref["fp32"]["data_overhead"], data_overhead_bf16=ref["bf16"]["data_overhead"],
         data_overhead_vs_pure=ref["fp32"]["data_overhead_vs_pure"],
         data_overhead_vs_pure_bf16=ref["bf16"]["data_overhead_vs_pure"],
@@ -457,15 +472,18 @@ def main(argv=None):
     res.update(preprocess_pairs_per_s=pre[1][0] if pre else None,
                preprocess_pairs_per_s_all_cores=pre[max(pre)][0] if pre else None)
     if pre:
+        import cv2
         res.update(preprocess_workers=max(pre), preprocess_pairs=pre[1][1], preprocess_seconds=pre[1][2],
+                   preprocess_opencv_threads=cv2.getNumThreads(),
                    preprocess_seconds_all_cores=pre[max(pre)][2], preprocess_frame_size=list(a.frame_size))
     res.update(loadavg_end=load_end, others_cpu_share=others, seconds=round(time.perf_counter() - t_start, 1))
 
-    print(f"peak matmul {n_mm}x{n_mm}: fp32 {peak['fp32'][0]:.0f} GFLOP/s ({peak['fp32'][1]:.0f}-"
-          f"{peak['fp32'][2]:.0f}), bf16 {peak['bf16'][0]:.0f} GFLOP/s ({peak['bf16'][1]:.0f}-{peak['bf16'][2]:.0f})")
+    print("large matrix product, GFLOP/s median (min-max): " + ", ".join(
+        f"{k.replace('_', ' ')} {v[0]:.0f} ({v[1]:.0f}-{v[2]:.0f})" for k, v in gemm.items())
+        + f"; peak fp32 {peak['fp32']:.0f}, bf16 {peak['bf16']:.0f}")
     print(f"DSSN mul training step: {train_flops() / 1e9:.3f} GFLOP a sample (forward {forward_flops() / 1e9:.3f}); "
-          f"{res['train_gflops']:.0f} GFLOP/s fp32 = {100 * res['train_peak_ratio']:.0f}% of the fp32 matmul, "
-          f"{res['train_gflops_bf16']:.0f} GFLOP/s bf16 = {100 * res['train_peak_ratio_bf16']:.0f}% of the bf16 matmul")
+          f"{res['train_gflops']:.0f} GFLOP/s fp32 = {100 * res['train_peak_ratio']:.0f}% of the fp32 peak, "
+          f"{res['train_gflops_bf16']:.0f} GFLOP/s bf16 = {100 * res['train_peak_ratio_bf16']:.0f}% of the bf16 peak")
     for prec in ("fp32", "bf16"):
         r = ref[prec]
         print(f"data overhead DSSN mul {prec}: {100 * r['data_overhead']:.1f}% of train_fold's epoch outside "

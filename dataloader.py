@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from multiprocessing import get_context
 
+import cv2
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
@@ -436,7 +437,9 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
         return failures
     workers = max(1, min(workers, len(jobs)))
     # fork shares the loaded dlib model; each worker builds its own TV-L1 solver lazily
-    with get_context("fork").Pool(workers) if workers > 1 else _Serial() as pool:
+    # OpenCV's TV-L1 is multi-threaded: split the cores between the workers, not cores x workers
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with get_context("fork").Pool(workers, cv2.setNumThreads, (threads,)) if workers > 1 else _Serial() as pool:
         for row, err in tqdm(pool.imap_unordered(_build_one, jobs), total=len(jobs),
                              desc="preprocess", disable=quiet, unit="pair"):
             if err:

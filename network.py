@@ -44,9 +44,41 @@ class LRN(nn.Module):
         self.register_buffer("band", band[:, :, None, None], persistent=False)
 
     def forward(self, x):
-        # The band is fp32; under autocast conv2d runs in the autocast dtype anyway.
-        s = F.conv2d(x * x, self.band.to(x.dtype))
-        return x * (self.k + self.alpha * s).pow(-self.beta)
+        return _LRN.apply(x, self.band.to(x.dtype), self.k, self.alpha, self.beta)
+
+
+class _LRN(torch.autograd.Function):
+    """LRN with a hand-written backward that reuses the forward's d and d^-beta instead of
+    differentiating pow again (about 8 % of a CPU training step). With d = k + alpha*band(x^2):
+    dL/dx = g d^-beta - 2 alpha beta x band(g x d^-beta / d)  (the band is symmetric)."""
+
+    @staticmethod
+    def forward(ctx, x, band, k, alpha, beta):
+        d = F.conv2d(x * x, band).mul_(alpha).add_(k)
+        r = d.pow(-beta)
+        ctx.save_for_backward(x, band, d, r)
+        ctx.alpha, ctx.beta = alpha, beta
+        return x * r
+
+    @staticmethod
+    def backward(ctx, g):
+        x, band, d, r = ctx.saved_tensors
+        gr = g * r
+        s = F.conv2d(gr * x / d, band)
+        return gr - (2 * ctx.alpha * ctx.beta) * x * s, None, None, None, None
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout, but on CPU with p=0.5 the mask comes from random bits (8 per random byte):
+    torch's bernoulli_ costs ~40 ms for a batch of 60 x 57,600 features. Same distribution."""
+
+    def forward(self, x):
+        if not (self.training and self.p == 0.5 and x.device.type == "cpu"):
+            return super().forward(x)
+        n = x.numel()
+        byte = torch.randint(0, 256, ((n + 7) // 8, 1), dtype=torch.uint8)
+        bits = byte.bitwise_right_shift(torch.arange(8, dtype=torch.uint8)).bitwise_and_(1)
+        return x * bits.view(-1)[:n].view(x.shape).to(x.dtype).mul_(2.0)
 
 
 class Trunk(nn.Module):
@@ -97,7 +129,7 @@ class SSSN(nn.Module):
     def __init__(self, num_classes=5, dropout=0.5):
         super().__init__()
         self.trunks = nn.ModuleList([Trunk()])
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(FEATURES, num_classes)
         he_normal_(self.fc)
 

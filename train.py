@@ -316,6 +316,7 @@ def main_run(args):
         torch.backends.cudnn.benchmark = True
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = False   # a debug aid, ~2 % of a step
     if args.shuffle_labels:
         # Within each subject, not over all samples: with balanced subjects a global shuffle
         # pushes LOSO below chance (the held-out labels are then anti-correlated with training).

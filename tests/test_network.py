@@ -98,3 +98,28 @@ def test_load_pretrained_wrong_shapes_one_clear_line(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="junk.pt: cannot read"):
         load_pretrained(SSSN(5), tmp_path / "junk.pt")
+
+
+def test_lrn_backward_is_the_gradient_of_the_formula():
+    torch.manual_seed(0)
+    a = (torch.randn(2, 8, 3, 3, dtype=torch.float64) * 30).requires_grad_()
+    lrn = LRN(8).double()
+    assert torch.autograd.gradcheck(lrn, (a,))
+    g = torch.randn(2, 8, 3, 3, dtype=torch.float64)
+    ours, = torch.autograd.grad(lrn(a), a, g)
+    ref, = torch.autograd.grad(lrn_reference(a), a, g)
+    assert torch.allclose(ours, ref, rtol=1e-10)
+
+
+def test_fast_dropout_is_dropout_half():
+    from network import Dropout
+    torch.manual_seed(0)
+    d = Dropout(0.5)
+    x = torch.ones(60, 57_600)
+    y = d(x)
+    assert set(y.unique().tolist()) == {0.0, 2.0}                 # kept values scaled by 1/(1-p)
+    assert abs((y == 0).float().mean().item() - 0.5) < 0.002      # half dropped
+    # neighbouring features are independent (the 8 bits of one byte must not agree)
+    z = (y == 0).float().flatten()
+    assert abs(torch.corrcoef(torch.stack([z[:-1], z[1:]]))[0, 1].item()) < 0.01
+    assert torch.equal(d.eval()(x), x)
