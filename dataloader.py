@@ -23,7 +23,6 @@ import tempfile
 from dataclasses import dataclass
 from multiprocessing import get_context
 
-import cv2
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
@@ -343,7 +342,10 @@ def describe(samples):
             counts = g.label.value_counts().reindex(range(len(classes)), fill_value=0)
             lines.append(f"  {d:<12} {len(g):>4}   {g.subject.nunique()} subjects, "
                          + "/".join(map(str, counts)) + " " + "/".join(c[:3] for c in classes))
-    lines.append("  per subject: " + ", ".join(f"{s}:{n}" for s, n in t.subject.value_counts().sort_index().items()))
+    per_subject = t.subject.value_counts().sort_index()
+    lines.append("  per subject: " + ", ".join(f"{s}:{n}" for s, n in per_subject.items()))
+    if (per_subject == 1).any():   # allowed, but its LOSO fold scores a single prediction
+        lines.append("  subjects with a single sample: " + ", ".join(per_subject.index[per_subject == 1]))
     return "\n".join(lines + [f"  {n}" for n in samples.notes])
 
 
@@ -417,6 +419,8 @@ def _build_one(job):
         return row, None
     except pp.PreprocessError as e:
         return row, str(e)
+    except OSError as e:   # e.g. a full or read-only cache folder: a failure of this sample
+        return row, f"{e.filename or path}: cannot write cache ({e.strerror or e})"
 
 
 def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, quiet=False):
@@ -437,9 +441,7 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
         return failures
     workers = max(1, min(workers, len(jobs)))
     # fork shares the loaded dlib model; each worker builds its own TV-L1 solver lazily
-    # OpenCV's TV-L1 is multi-threaded: split the cores between the workers, not cores x workers
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with get_context("fork").Pool(workers, cv2.setNumThreads, (threads,)) if workers > 1 else _Serial() as pool:
+    with get_context("fork").Pool(workers) if workers > 1 else _Serial() as pool:
         for row, err in tqdm(pool.imap_unordered(_build_one, jobs), total=len(jobs),
                              desc="preprocess", disable=quiet, unit="pair"):
             if err:

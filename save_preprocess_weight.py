@@ -115,6 +115,9 @@ def main(argv=None):
     except (dl.DataError, pp.PreprocessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:   # e.g. an output folder that cannot be made: finished caches are kept
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished caches are kept; rerun to continue", file=sys.stderr)
         return 130

@@ -328,3 +328,17 @@ def test_script_errors_are_one_line(data, capsys):
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     assert spw.main(["--root", data["casme"], "--catego", "COMPOSITE", "--check"]) == 2
     assert "COMPOSITE takes 2 coding sheets" in capsys.readouterr().err
+
+
+def test_one_class_is_an_error_and_single_sample_subjects_are_reported(data, tmp_path):
+    df = data["df"]
+    happy = df[df["Estimated Emotion"] == "happiness"]
+    casme_sheet(tmp_path / "one_class.xlsx", happy.iloc[:, :7].values.tolist())
+    with pytest.raises(dl.DataError) as e:
+        dl.read_samples(str(tmp_path / "one_class.xlsx"), data["casme"], "CASME")
+    assert "only one class (happiness)" in str(e.value) and "\n" not in str(e.value)
+    # subject 02 keeps one clip: fine for LOSO, but said
+    rows = pd.concat([df[df.Subject == "01"], df[df.Subject == "02"].iloc[:1]])
+    casme_sheet(tmp_path / "single.xlsx", rows.iloc[:, :7].values.tolist())
+    s = dl.read_samples(str(tmp_path / "single.xlsx"), data["casme"], "CASME")
+    assert "subjects with a single sample: 02" in dl.describe(s)
