@@ -67,6 +67,8 @@ def parser():
     p.add_argument("--encoding", default="fixed", choices=pp.ENCODINGS)
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="preprocessing processes")
     p.add_argument("--subjects", nargs="+", help="run only these held-out subjects' folds")
+    p.add_argument("--shard", metavar="I/N", help="run every N-th fold starting at the I-th (1-based), "
+                   "e.g. a SLURM array task's share")
     p.add_argument("--save_weights", action="store_true", help="also save each fold's model")
     p.add_argument("--new", action="store_true", help="if the run folder exists, use a new one beside it")
     p.add_argument("--summarize", metavar="RUN_DIR", help="only write the summary of a run folder")
@@ -310,6 +312,13 @@ def main_run(args):
             raise dl.DataError(f"--subjects {' '.join(sorted(unknown))}: not in the data "
                                f"(subjects: {' '.join(s for s, _, _ in splits)})")
         splits = [s for s in splits if s[0] in args.subjects]
+    if args.shard:
+        try:
+            i, n = map(int, args.shard.split("/"))
+            assert 1 <= i <= n
+        except (ValueError, AssertionError):
+            raise dl.DataError(f"--shard {args.shard}: expected I/N with 1 <= I <= N, e.g. 2/4") from None
+        splits = splits[i - 1::n]
 
     device = args.device
     if device.startswith("cuda"):

@@ -81,7 +81,7 @@ def test_shards_and_resume_give_the_uninterrupted_result(dataset, tmp_path):
     sharded = tmp_path / "sharded"
     assert run(dataset, sharded, "--subjects", "01", "03") == 0
     assert not (sharded / "summary.json").exists()   # two folds missing: no summary yet
-    assert run(dataset, sharded, "--subjects", "02", "04") == 0
+    assert run(dataset, sharded, "--shard", "2/2") == 0        # subjects 02 and 04
     full = pd.read_csv(tmp_path / "full" / "predictions.csv")
     assert full.equals(pd.read_csv(sharded / "predictions.csv"))
     # a rerun of a finished run trains nothing and rewrites the same summary
@@ -123,6 +123,7 @@ def test_run_folder_with_other_settings_is_refused(dataset, tmp_path, capsys):
     (["--image_mode", "F", "X"], "--image_mode 'X' unknown"),
     (["--num_classes", "4"], "--num_classes 4 does not fit CASME"),
     (["--subjects", "99"], "--subjects 99: not in the data"),
+    (["--shard", "3/2"], "--shard 3/2: expected I/N"),
 ])
 def test_bad_flags_one_line(dataset, tmp_path, capsys, extra, message):
     assert run(dataset, tmp_path / "bad", *extra) == 2
@@ -215,3 +216,26 @@ def test_summary_reports_per_dataset_for_the_composite(tmp_path):
     assert m["accuracy"] == pytest.approx(4 / 6)
     # pooled UF1: negative P=2/4 R=1 -> 2/3; positive and surprise P=1 R=1/2 -> 2/3
     assert m["uf1"] == pytest.approx(2 / 3)
+
+
+def test_sigkill_during_preprocessing_leaves_only_complete_caches(tmp_path):
+    root = tmp_path / "frames"
+    sheet = make_demo.build_demo(str(root), subjects=3, clips_per_class=1, frames=3)
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "save_preprocess_weight.py", "--csv_path", sheet, "--root", str(root),
+           "--catego", "CASME", "--cache_dir", str(cache), "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    count = lambda: sum(f.endswith(".npz") for _, _, fs in os.walk(cache) for f in fs)
+    while count() < 4 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)   # the whole process group: the workers too
+    proc.wait()
+    made = [os.path.join(r, f) for r, _, fs in os.walk(cache) for f in fs if f.endswith(".npz")]
+    assert 4 <= len(made) < 15
+    for f in made:   # every .npz there is complete and loads
+        with np.load(f) as z:
+            assert z["u"].shape == (227, 227) and "meta" in z
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
+    assert count() == 15
