@@ -449,6 +449,12 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
     return failures
 
 
+def failure_table(failures):
+    """The samples build_caches could not preprocess, one line each with the reason."""
+    width = max(len(s) for s, _ in failures)
+    return "\n".join([f"\n{len(failures)} samples failed:"] + [f"  {s:<{width}}  {why}" for s, why in sorted(failures)])
+
+
 class _Serial:
     """Pool stand-in for one worker: no fork, easier to debug."""
     def __enter__(self):

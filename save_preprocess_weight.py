@@ -95,17 +95,10 @@ def run(args):
         return 0
     print(dl.describe(samples))
     failures = dl.build_caches(samples, cache_dir, args.encoding, args.face, args.workers)
-    report_failures(failures)
+    if failures:
+        print(dl.failure_table(failures))
     print(f"caches in {cache_dir}: {len(samples.table) - len(failures)} of {len(samples.table)} samples")
     return 1 if failures else 0
-
-
-def report_failures(failures):
-    if failures:
-        print(f"\n{len(failures)} samples failed:")
-        width = max(len(s) for s, _ in failures)
-        for s, why in sorted(failures):
-            print(f"  {s:<{width}}  {why}")
 
 
 def main(argv=None):

@@ -299,8 +299,7 @@ def main_run(args):
     log(dl.describe(samples))
     failures = dl.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers)
     if failures:
-        import save_preprocess_weight
-        save_preprocess_weight.report_failures(failures)
+        log(dl.failure_table(failures))
         raise dl.DataError(f"{len(failures)} samples could not be preprocessed (see above)")
     data = dl.load_streams(samples, args.cache_dir, args.image_mode, args.encoding, args.face)
     if args.final:

@@ -239,3 +239,21 @@ def test_sigkill_during_preprocessing_leaves_only_complete_caches(tmp_path):
             assert z["u"].shape == (227, 227) and "meta" in z
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
     assert count() == 15
+
+
+def test_train_stops_on_samples_it_cannot_preprocess(dataset, tmp_path, capsys):
+    import shutil
+    root = tmp_path / "frames"
+    shutil.copytree(dataset["root"], root)
+    victim = sorted((root / "sub02").iterdir())[0]
+    os.remove(sorted(victim.iterdir())[-1])   # the clip's last frame: its offset (and maybe apex)
+    os.remove(sorted(victim.iterdir())[0])    # and its onset
+    argv = ["--path", dataset["sheet"], "--img_root", str(root), "--cache_dir", str(tmp_path / "cache"),
+            "--weight_save_path", str(tmp_path / "run"), "--epochs", "1", "--workers", "1"]
+    assert train.main(argv) == 2
+    cap = capsys.readouterr()
+    assert f"02/{victim.name}" in cap.out and "frame not found" in cap.out
+    last = cap.err.strip().splitlines()[-1]   # (tqdm's progress bar is on stderr too)
+    assert last == "error: 1 samples could not be preprocessed (see above)" and "Traceback" not in cap.err
+    # the other 19 caches were made and are kept for the next run
+    assert sum(f.endswith(".npz") for _, _, fs in os.walk(tmp_path / "cache") for f in fs) == 19
