@@ -190,8 +190,8 @@ def _find_convs(state):
     return found
 
 
-def load_pretrained(model, path):
-    """Copy AlexNet conv1/conv2 weights from a state dict file into every trunk of `model`.
+def read_pretrained(path):
+    """AlexNet conv1/conv2 (weight, bias) from a state dict file, as {"conv1": .., "conv2": ..}.
     Raises ValueError with one line naming the expected and found shapes."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -207,6 +207,13 @@ def load_pretrained(model, path):
         shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in state.items() if torch.is_tensor(v))
         raise ValueError(f"{path}: expected conv1 weight {CONV1_SHAPE} and conv2 weight {CONV2_SHAPE} "
                          f"(each with a bias), found: {shapes or 'no tensors'}")
+    return found
+
+
+def load_pretrained(model, weights):
+    """Copy conv1/conv2 into every trunk of `model`; `weights` is a file or read_pretrained's
+    result (read once, used for every LOSO fold)."""
+    found = weights if isinstance(weights, dict) else read_pretrained(weights)
     with torch.no_grad():
         for trunk in model.trunks:
             for name in ("conv1", "conv2"):

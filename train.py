@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 import dataloader as dl
 import preprocess as pp
-from network import DSSN, build_model, count_parameters, load_pretrained
+from network import DSSN, build_model, count_parameters, load_pretrained, read_pretrained
 
 # The authors' settings (ME_Autoencoders train_multi_stream.py): Adam lr 1e-4, batch 60, 100 epochs.
 PAPER = dict(batch_size=60, learning_rate=1e-4, epochs=100)
@@ -180,13 +180,13 @@ def autocast(device, amp):
     return contextlib.nullcontext()
 
 
-def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained_state=None):
+def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None):
     """Train a fresh model on train_idx, return softmax probabilities on test_idx (last epoch)."""
     device = args.device
     torch.manual_seed(seed)
     model = build_model(args.model, args.num_classes, args.combination_mode)
-    if pretrained_state is not None:
-        load_pretrained(model, pretrained_state)
+    if pretrained is not None:
+        load_pretrained(model, pretrained)
     model = model.to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + ADAM_DECAY * step))
@@ -289,10 +289,8 @@ def main_run(args):
     args = resolve(args)
     samples = dl.read_samples(args.path, args.img_root, args.catego, args.num_classes)
     args.num_classes = len(samples.classes)
-    pretrained_state = None
-    if args.pretrained != "none":
-        load_pretrained(build_model(args.model, args.num_classes, args.combination_mode), args.pretrained)
-        pretrained_state = args.pretrained
+    # read (and checked) once, copied into every fold's fresh model
+    pretrained = None if args.pretrained == "none" else read_pretrained(args.pretrained)
     config = run_config(args, samples.classes)
     run = open_run(args, config)
     log = Log(os.path.join(run, "train.log"))
@@ -302,22 +300,6 @@ def main_run(args):
         log(dl.failure_table(failures))
         raise dl.DataError(f"{len(failures)} samples could not be preprocessed (see above)")
     data = dl.load_streams(samples, args.cache_dir, args.image_mode, args.encoding, args.face)
-    if args.final:
-        return train_final(args, run, log, samples, data)
-    splits = list(dl.loso_splits(data.subjects))
-    if args.subjects:
-        unknown = set(args.subjects) - {s for s, _, _ in splits}
-        if unknown:
-            raise dl.DataError(f"--subjects {' '.join(sorted(unknown))}: not in the data "
-                               f"(subjects: {' '.join(s for s, _, _ in splits)})")
-        splits = [s for s in splits if s[0] in args.subjects]
-    if args.shard:
-        try:
-            i, n = map(int, args.shard.split("/"))
-            assert 1 <= i <= n
-        except (ValueError, AssertionError):
-            raise dl.DataError(f"--shard {args.shard}: expected I/N with 1 <= I <= N, e.g. 2/4") from None
-        splits = splits[i - 1::n]
 
     device = args.device
     if device.startswith("cuda"):
@@ -333,8 +315,6 @@ def main_run(args):
             i = np.flatnonzero(data.subjects == s)
             data.y[i] = data.y[rng.permutation(i)]
         log("labels permuted within each subject (control run)")
-    datasets = samples.table["dataset"].to_numpy(str) if "dataset" in samples.table else \
-        np.full(len(data.y), args.catego)
     streams = [torch.from_numpy(s).to(device) for s in data.x]   # the whole dataset, once, on the device
     y = torch.from_numpy(data.y).to(device)
     model = build_model(args.model, args.num_classes, args.combination_mode)
@@ -343,8 +323,26 @@ def main_run(args):
         + f", {count_parameters(model):,} parameters, on {device}" + (" with bf16 autocast" if args.amp == "bf16" else "")
         + f"; batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, seed {args.seed}"
         + (" (demo settings)" if args.demo else " (authors' settings unless given)"))
-    log("conv1/conv2: " + (f"pretrained from {args.pretrained}" if pretrained_state else
+    log("conv1/conv2: " + (f"pretrained from {args.pretrained}" if pretrained else
                            "He-normal initialisation (no --pretrained file; the authors used ImageNet AlexNet)"))
+    if args.final:
+        return train_final(args, run, log, samples, data, streams, y, pretrained)
+
+    splits = list(dl.loso_splits(data.subjects))
+    if args.subjects:
+        unknown = set(args.subjects) - {s for s, _, _ in splits}
+        if unknown:
+            raise dl.DataError(f"--subjects {' '.join(sorted(unknown))}: not in the data "
+                               f"(subjects: {' '.join(s for s, _, _ in splits)})")
+        splits = [s for s in splits if s[0] in args.subjects]
+    if args.shard:
+        try:
+            i, n = map(int, args.shard.split("/"))
+            assert 1 <= i <= n
+        except (ValueError, AssertionError):
+            raise dl.DataError(f"--shard {args.shard}: expected I/N with 1 <= I <= N, e.g. 2/4") from None
+        splits = splits[i - 1::n]
+    datasets = samples.table["dataset"].to_numpy(str)
     for k, (subject, train_idx, test_idx) in enumerate(splits):
         fold_path = os.path.join(run, "folds", f"{subject}.json")
         if os.path.isfile(fold_path):
@@ -352,7 +350,7 @@ def main_run(args):
             continue
         t0 = time.time()
         probs, losses, model = train_fold(streams, y, train_idx, test_idx, args,
-                                          fold_seed(args.seed, subject), pretrained_state)
+                                          fold_seed(args.seed, subject), pretrained)
         pred = probs.argmax(1)
         rows = [dict(dataset=str(datasets[i]), subject=subject, filename=str(data.filenames[i]), label=int(data.y[i]),
                      prediction=int(p), **{f"p_{c}": round(float(q), 6) for c, q in zip(samples.classes, pr)})
@@ -373,13 +371,10 @@ def main_run(args):
     return 0
 
 
-def train_final(args, run, log, samples, data):
+def train_final(args, run, log, samples, data, streams, y, pretrained):
     """One model on every sample, saved with all that predict.py needs to use it."""
-    streams = [torch.from_numpy(s).to(args.device) for s in data.x]
-    y = torch.from_numpy(data.y).to(args.device)
     t0 = time.time()
-    _, losses, model = train_fold(streams, y, np.arange(len(data.y)), np.arange(0), args, args.seed,
-                                  None if args.pretrained == "none" else args.pretrained)
+    _, losses, model = train_fold(streams, y, np.arange(len(data.y)), np.arange(0), args, args.seed, pretrained)
     faces = sorted(set(samples.table.face)) if args.face == "auto" else [args.face]
     ckpt = dict(state_dict={k: v.cpu() for k, v in model.state_dict().items()}, model=args.model,
                 num_classes=args.num_classes, combination_mode=args.combination_mode,
