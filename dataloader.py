@@ -394,8 +394,8 @@ def atomic_write(path, write):
         raise
 
 
-def cache_settings(row, encoding):
-    return pp.settings(row["face"], encoding)
+def cache_settings(row, encoding, flow="ipol"):
+    return pp.settings(row["face"], encoding, flow)
 
 
 def read_cache(path, want_settings, keys):
@@ -409,28 +409,41 @@ def read_cache(path, want_settings, keys):
         return None
 
 
-def _build_one(job):
+def _crop_one(job):
+    """Read and align one pair (in a worker): (job, (onset, apex) crops or None, error)."""
     row, path, settings = job
     try:
         onset, apex = pp.read_image(row["onset_path"]), pp.read_image(row["apex_path"])
-        feats = pp.features(onset, apex, settings["face"], settings["encoding"], row["onset_path"])
+        return job, pp.crop_pair(onset, apex, settings["face"], row["onset_path"]), None
+    except pp.PreprocessError as e:
+        return job, None, str(e)
+
+
+def _write_one(job, on, ap, u, v):
+    """Encode one pair's inputs and write its cache atomically; an error line or None."""
+    row, path, settings = job
+    try:
+        feats = pp.encode(on, ap, u, v, settings["encoding"])
         meta = json.dumps({"settings": settings, "onset": row["onset_path"], "apex": row["apex_path"]})
         atomic_write(path, lambda f: np.savez(f, meta=meta, **feats))
-        return row, None
-    except pp.PreprocessError as e:
-        return row, str(e)
+        return None
     except OSError as e:   # e.g. a full or read-only cache folder: a failure of this sample
-        return row, f"{e.filename or path}: cannot write cache ({e.strerror or e})"
+        return f"{e.filename or path}: cannot write cache ({e.strerror or e})"
 
 
-def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, quiet=False):
+FLOW_BATCH = 8   # pairs whose IPOL flow is computed together (one torch call)
+
+
+def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, quiet=False, flow="ipol"):
     """Compute and write the cache of every sample that lacks a valid one.
-    Returns [(subject/filename, reason)] of the failures; finished caches are never lost."""
+    Returns [(subject/filename, reason)] of the failures; finished caches are never lost.
+    Workers read and align the frames; this process computes the flow FLOW_BATCH pairs at a
+    time (a batched torch call uses the cores better than one pair per process) and writes."""
     jobs = []
     for row in samples.table.to_dict("records"):
         if face != "auto":
             row["face"] = face
-        settings = cache_settings(row, encoding)
+        settings = cache_settings(row, encoding, flow)
         path = cache_file(cache_dir, row)
         if read_cache(path, settings, ["u"]) is None:
             jobs.append((row, path, settings))
@@ -439,13 +452,32 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
     failures = []
     if not jobs:
         return failures
-    workers = max(1, min(workers, len(jobs)))
-    # fork shares the loaded dlib model; each worker builds its own TV-L1 solver lazily
-    with get_context("fork").Pool(workers) if workers > 1 else _Serial() as pool:
-        for row, err in tqdm(pool.imap_unordered(_build_one, jobs), total=len(jobs),
-                             desc="preprocess", disable=quiet, unit="pair"):
+    bar = tqdm(total=len(jobs), desc="preprocess", disable=quiet, unit="pair")
+    pending = []
+
+    def flush():
+        uv = pp.flows([pp.gray(on) for _, (on, _) in pending], [pp.gray(ap) for _, (_, ap) in pending], flow)
+        for (job, (on, ap)), (u, v) in zip(pending, uv):
+            err = _write_one(job, on, ap, u, v)
             if err:
-                failures.append((f"{row['subject']}/{row['filename']}", err))
+                failures.append((f"{job[0]['subject']}/{job[0]['filename']}", err))
+        bar.update(len(pending))
+        pending.clear()
+
+    workers = max(1, min(workers, len(jobs)))
+    # fork shares the loaded dlib model
+    with get_context("fork").Pool(workers) if workers > 1 else _Serial() as pool:
+        for job, crops, err in pool.imap_unordered(_crop_one, jobs):
+            if err:
+                failures.append((f"{job[0]['subject']}/{job[0]['filename']}", err))
+                bar.update(1)
+                continue
+            pending.append((job, crops))
+            if len(pending) == FLOW_BATCH:
+                flush()
+        if pending:
+            flush()
+    bar.close()
     return failures
 
 
@@ -480,7 +512,7 @@ class Streams:
     filenames: np.ndarray
 
 
-def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto"):
+def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto", flow="ipol"):
     """Read every cache once and build the (u, v, X) streams for `image_mode` (e.g. ["F", "G"])."""
     for m in image_mode:
         if m not in pp.MODES:
@@ -491,7 +523,7 @@ def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto"):
         if face != "auto":
             row["face"] = face
         path = cache_file(cache_dir, row)
-        c = read_cache(path, cache_settings(row, encoding), ["u", "v", *image_mode])
+        c = read_cache(path, cache_settings(row, encoding, flow), ["u", "v", *image_mode])
         if c is None:
             raise DataError(f"{path}: cache missing or made with other settings "
                             f"(run save_preprocess_weight.py with the same --cache_dir)")

@@ -93,8 +93,9 @@ def load_checkpoint(path, device="cpu"):
 
 
 def choose_face(ckpt, face="auto"):
-    """(face mode, encoding) for new clips: dlib when the model was trained on aligned faces
-    (a new clip is a raw frame), else what it was trained with; --face overrides."""
+    """(face mode, encoding, flow) for new clips: dlib when the model was trained on aligned
+    faces (a new clip is a raw frame), else what it was trained with; --face overrides. The
+    flow is the model's (a final.pt without "flow" predates the IPOL flow: OpenCV's)."""
     trained = ckpt["preprocess"]
     if face == "auto":
         face = "dlib" if "dlib" in trained else next(iter(trained))
@@ -102,13 +103,17 @@ def choose_face(ckpt, face="auto"):
         print(f"warning: the model was trained with --face {' / '.join(trained)}; using {face} as asked",
               file=sys.stderr)
     encoding = trained.get(face, next(iter(trained.values())))["encoding"]
-    if face in trained and trained[face] != json.loads(json.dumps(pp.settings(face, encoding))):
-        diff = [k for k, v in pp.settings(face, encoding).items()
+    flow = trained.get(face, next(iter(trained.values()))).get("flow", "opencv")
+    want = pp.settings(face, encoding, flow)
+    if face in trained and "flow" not in trained[face]:
+        del want["flow"]   # settings from before --flow existed
+    if face in trained and trained[face] != json.loads(json.dumps(want)):
+        diff = [k for k, v in want.items()
                 if json.dumps(trained[face].get(k)) != json.dumps(v)]
         print(f"warning: the model was trained with other preprocessing settings ({', '.join(diff)} "
               f"{'differs' if len(diff) == 1 else 'differ'} from this preprocess.py): predictions may be off",
               file=sys.stderr)
-    return face, encoding
+    return face, encoding, flow
 
 
 def streams(feats, image_mode, device="cpu"):
@@ -290,7 +295,7 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
     """(what predict.py prints, as a dict; extra: `cams` (one 227x227 map per stream, or None),
     `feats` (preprocess.features of the pair), `classes` and `meta` for callers and tests)."""
     model, ckpt = load_checkpoint(weights, device)
-    face, encoding = choose_face(ckpt, face)
+    face, encoding, flow = choose_face(ckpt, face)
     if video is not None:
         if onset or apex:
             raise PredictError("give either --onset and --apex, or --video, not both")
@@ -302,7 +307,7 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
         if any(x is not None for x in (onset_frame, apex_frame, offset_frame)):
             raise PredictError("--onset_frame / --apex_frame / --offset_frame go with --video")
         on, ap, info, name = pp.read_image(onset), pp.read_image(apex), {}, onset
-    feats = pp.features(on, ap, face=face, encoding=encoding, onset_name=name)
+    feats = pp.features(on, ap, face=face, encoding=encoding, onset_name=name, flow=flow)
     probs, cams = run_model(model, streams(feats, ckpt["image_mode"], device), cam_method if cam else None)
     classes = ckpt["classes"]
     if cam is not None:
@@ -313,7 +318,7 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
         out["cam"] = cam
     meta = dict(model=ckpt["model"], image_mode=ckpt["image_mode"],
                 combination_mode=ckpt["combination_mode"] if ckpt["model"] == "DSSN" else None,
-                face=face, encoding=encoding, samples=ckpt.get("samples"), subjects=ckpt.get("subjects"))
+                face=face, encoding=encoding, flow=flow, samples=ckpt.get("samples"), subjects=ckpt.get("subjects"))
     return out, dict(cams=cams, feats=feats, classes=classes, meta=meta)
 
 
@@ -321,7 +326,7 @@ def report(out, extra, args):
     m = extra["meta"]
     print(f"model: {m['model']} {' '.join(m['image_mode'])}" + (f" {m['combination_mode']}" if m["combination_mode"] else "")
           + f", trained on {m['samples']} samples of {len(m['subjects'] or [])} subjects ({args.weights}); "
-          f"face {m['face']}, encoding {m['encoding']}")
+          f"face {m['face']}, encoding {m['encoding']}, flow {m['flow']}")
     if "apex_searched" in out:
         a, b = out["apex_searched"]
         print(f"apex: frame {out['apex_frame']}, the greatest flow energy from onset frame "

@@ -43,9 +43,13 @@ class PreprocessError(Exception):
     """A frame or face problem, with a message that names the file."""
 
 
-def settings(face, encoding):
-    """Everything that changes a cache's content; stored in each cache and compared on load."""
-    return {"version": 1, "size": SIZE, "face": face, "encoding": encoding, "tvl1": TVL1,
+def settings(face, encoding, flow="ipol"):
+    """Everything that changes a cache's content; stored in each cache and compared on load
+    (so caches made with one flow method are never read as the other)."""
+    if flow not in FLOW_METHODS:
+        raise ValueError(f"--flow must be one of {', '.join(FLOW_METHODS)}, got {flow!r}")
+    return {"version": 1, "size": SIZE, "face": face, "encoding": encoding, "flow": flow,
+            "tvl1": IPOL_TVL1 if flow == "ipol" else TVL1,
             "align": [ALIGN_WIDTH, *ALIGN_EYE], "strain_scale": STRAIN_SCALE}
 
 
@@ -277,8 +281,24 @@ def _tvl1_level(I0, I1, u, P):
 def tvl1_ipol(I0, I1, **params):
     """TV-L1 flow I0 -> I1 of a batch of gray images (B, H, W) (any real dtype, 0..255 or not)
     -> (B, 2, H, W) float32 (u, v) in pixels, on the inputs' device, as the IPOL program
-    computes it with the authors' parameters (IPOL_TVL1; override with keyword args)."""
-    P = {**IPOL_TVL1, **params}
+    computes it with the authors' parameters (IPOL_TVL1; override with keyword args).
+
+        flow = pp.tvl1_ipol(torch.from_numpy(onsets), torch.from_numpy(apexes))   # uint8 (B, H, W)
+    """
+    if I0.device.type != "cpu":
+        return _tvl1_ipol(I0, I1, {**IPOL_TVL1, **params})
+    # On CPU one thread: the images are too small for torch to gain from splitting an op, and
+    # the thread barrier after each of the ~20 ops an iteration made it 2-30x slower on 2 busy
+    # cores (measured: 0.4 s a pair on one thread, 1.4-12 s on two).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _tvl1_ipol(I0, I1, {**IPOL_TVL1, **params})
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tvl1_ipol(I0, I1, P):
     I0, I1 = I0.float(), I1.float()
     if I0.shape != I1.shape or I0.ndim != 3:
         raise ValueError(f"tvl1_ipol needs two (B, H, W) batches of one shape, got {tuple(I0.shape)} "
@@ -333,20 +353,39 @@ def to_uint8(x, scale, offset, encoding):
     raise ValueError(f"--encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
 
 
-def features(onset, apex, face="dlib", encoding="fixed", onset_name="onset"):
-    """All DSSN inputs of one onset/apex pair of BGR frames, as SIZE x SIZE uint8 images."""
-    on, ap = crop_pair(onset, apex, face, onset_name)
-    on_g, ap_g = cv2.cvtColor(on, cv2.COLOR_BGR2GRAY), cv2.cvtColor(ap, cv2.COLOR_BGR2GRAY)
-    u, v = tvl1_flow(on_g, ap_g)
+def gray(img):
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+
+
+def encode(on, ap, u, v, encoding="fixed"):
+    """The DSSN inputs of aligned BGR crops `on`, `ap` and their flow (u, v), as uint8 images."""
     return {
         "u": to_uint8(u, FLOW_SCALE, FLOW_OFFSET, encoding),
         "v": to_uint8(v, FLOW_SCALE, FLOW_OFFSET, encoding),
         "F": to_uint8(np.sqrt(u * u + v * v), FLOW_SCALE, FLOW_OFFSET, encoding),
         "S": to_uint8(optical_strain(u, v), STRAIN_SCALE, 0.0, encoding),
-        "G": ap_g,
+        "G": gray(ap),
         "onset": cv2.cvtColor(on, cv2.COLOR_BGR2RGB),
         "apex": cv2.cvtColor(ap, cv2.COLOR_BGR2RGB),
     }
+
+
+def features(onset, apex, face="dlib", encoding="fixed", onset_name="onset", flow="ipol"):
+    """All DSSN inputs of one onset/apex pair of BGR frames, as SIZE x SIZE uint8 images."""
+    on, ap = crop_pair(onset, apex, face, onset_name)
+    return encode(on, ap, *tvl1_flow(gray(on), gray(ap), flow), encoding)
+
+
+def flows(onsets_gray, apexes_gray, method="ipol", batch=16):
+    """tvl1_flow of many pairs of one size: [(u, v)], the IPOL flow `batch` pairs at a time."""
+    if method != "ipol":
+        return [tvl1_flow(a, b, method) for a, b in zip(onsets_gray, apexes_gray)]
+    out = []
+    for i in range(0, len(onsets_gray), batch):
+        f = tvl1_ipol(torch.from_numpy(np.stack(onsets_gray[i:i + batch])),
+                      torch.from_numpy(np.stack(apexes_gray[i:i + batch]))).numpy()
+        out += [(x[0], x[1]) for x in f]
+    return out
 
 
 def stream(feats, mode):

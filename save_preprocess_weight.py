@@ -8,6 +8,7 @@ magnitude, strain, gray apex), so training never touches the frames again.
     python save_preprocess_weight.py --catego COMPOSITE \\
         --csv_path CASME2-coding-20140508.xlsx SAMM_Micro_FACS_Codes_v2.xlsx \\
         --root CASME2_RAW SAMM SMIC/HS                                 # order: CASME II, SAMM, SMIC
+    python save_preprocess_weight.py ... --flow opencv  # OpenCV's TV-L1 instead of the IPOL program's
     python save_preprocess_weight.py ... --check      # list samples and missing frames, compute nothing
     python save_preprocess_weight.py ... --show 0 --out sample0.png   # what the network sees
 
@@ -37,6 +38,8 @@ def parser():
                    help="auto: dlib alignment for raw frames, none for cropped (CASME II reg_img)")
     p.add_argument("--encoding", default="fixed", choices=pp.ENCODINGS,
                    help="fixed: authors' x16+128; minmax: the port's per-sample rescaling")
+    p.add_argument("--flow", default="ipol", choices=pp.FLOW_METHODS,
+                   help="TV-L1 flow: ipol, the authors' program (torch port); opencv: OpenCV's DualTVL1")
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="processes")
     p.add_argument("--check", action="store_true", help="only list samples and missing frames")
     p.add_argument("--show", type=int, default=None, metavar="N", help="plot sample N's inputs")
@@ -57,7 +60,7 @@ def check(samples):
     return len(hit)
 
 
-def show(samples, cache_dir, n, out, encoding="fixed", face="auto"):
+def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol"):
     """Onset and apex crops and the five network inputs of sample n, side by side."""
     import matplotlib
     matplotlib.use("Agg")
@@ -66,7 +69,7 @@ def show(samples, cache_dir, n, out, encoding="fixed", face="auto"):
     if face != "auto":
         row["face"] = face
     keys = ["onset", "apex", "u", "v", "F", "S", "G"]
-    c = dl.read_cache(dl.cache_file(cache_dir, row), dl.cache_settings(row, encoding), keys)
+    c = dl.read_cache(dl.cache_file(cache_dir, row), dl.cache_settings(row, encoding, flow), keys)
     if c is None:
         raise dl.DataError(f"{dl.cache_file(cache_dir, row)}: no valid cache; run without --show first")
     titles = ["onset", "apex", "u (x16+128)", "v (x16+128)", "F magnitude", "S strain", "G gray apex"]
@@ -90,11 +93,11 @@ def run(args):
         if not 0 <= args.show < len(samples.table):
             raise dl.DataError(f"--show {args.show}: the dataset has samples 0..{len(samples.table) - 1}")
         dl.build_caches(samples.__class__(samples.table.iloc[[args.show]], samples.classes,
-                                          samples.catego, []), cache_dir, args.encoding, args.face, 1)
-        show(samples, cache_dir, args.show, args.out, args.encoding, args.face)
+                                          samples.catego, []), cache_dir, args.encoding, args.face, 1, flow=args.flow)
+        show(samples, cache_dir, args.show, args.out, args.encoding, args.face, args.flow)
         return 0
     print(dl.describe(samples))
-    failures = dl.build_caches(samples, cache_dir, args.encoding, args.face, args.workers)
+    failures = dl.build_caches(samples, cache_dir, args.encoding, args.face, args.workers, flow=args.flow)
     if failures:
         print(dl.failure_table(failures))
     print(f"caches in {cache_dir}: {len(samples.table) - len(failures)} of {len(samples.table)} samples")

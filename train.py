@@ -65,6 +65,8 @@ def parser():
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
     p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES])
     p.add_argument("--encoding", default="fixed", choices=pp.ENCODINGS)
+    p.add_argument("--flow", default="ipol", choices=pp.FLOW_METHODS,
+                   help="TV-L1 flow: ipol, the authors' program (torch port); opencv: OpenCV's DualTVL1")
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="preprocessing processes")
     p.add_argument("--subjects", nargs="+", help="run only these held-out subjects' folds")
     p.add_argument("--shard", metavar="I/N", help="run every N-th fold starting at the I-th (1-based), "
@@ -126,7 +128,7 @@ def sha256(path):
 def run_config(args, classes):
     """Everything that changes the results; a run folder is only resumed with the same."""
     keys = ["path", "img_root", "catego", "num_classes", "model", "image_mode", "batch_size", "epochs",
-            "learning_rate", "seed", "amp", "face", "encoding", "demo", "shuffle_labels", "final"]
+            "learning_rate", "seed", "amp", "face", "encoding", "flow", "demo", "shuffle_labels", "final"]
     c = {k: getattr(args, k) for k in keys}
     # single paths stay plain strings, so the config reads as the user typed it
     one = lambda ps: [os.path.abspath(p) for p in dl.as_list(ps)]
@@ -295,11 +297,11 @@ def main_run(args):
     run = open_run(args, config)
     log = Log(os.path.join(run, "train.log"))
     log(dl.describe(samples))
-    failures = dl.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers)
+    failures = dl.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers, flow=args.flow)
     if failures:
         log(dl.failure_table(failures))
         raise dl.DataError(f"{len(failures)} samples could not be preprocessed (see above)")
-    data = dl.load_streams(samples, args.cache_dir, args.image_mode, args.encoding, args.face)
+    data = dl.load_streams(samples, args.cache_dir, args.image_mode, args.encoding, args.face, args.flow)
 
     device = args.device
     if device.startswith("cuda"):
@@ -379,7 +381,7 @@ def train_final(args, run, log, samples, data, streams, y, pretrained):
     ckpt = dict(state_dict={k: v.cpu() for k, v in model.state_dict().items()}, model=args.model,
                 num_classes=args.num_classes, combination_mode=args.combination_mode,
                 image_mode=args.image_mode, classes=samples.classes, catego=args.catego,
-                preprocess={f: pp.settings(f, args.encoding) for f in faces},
+                preprocess={f: pp.settings(f, args.encoding, args.flow) for f in faces},
                 train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())))
     path = os.path.join(run, "final.pt")
     dl.atomic_write(path, lambda f: torch.save(ckpt, f))

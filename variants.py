@@ -31,7 +31,7 @@ FUSIONS = ("add", "mul", "cat")
 # train.py flags passed through unchanged when given (absent ones take train.py's defaults,
 # which differ between the demo and real data).
 PASS = ("path", "img_root", "catego", "num_classes", "epochs", "batch_size", "learning_rate", "cache_dir",
-        "pretrained", "seed", "amp", "device", "face", "encoding", "workers", "demo_dir")
+        "pretrained", "seed", "amp", "device", "face", "encoding", "flow", "workers", "demo_dir")
 COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fusion", "fusion"),
            ("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR"), ("author_f1", "authors' F1"),
            ("seconds", "seconds")]
@@ -74,6 +74,7 @@ def parser():
     g.add_argument("--device")
     g.add_argument("--face")
     g.add_argument("--encoding")
+    g.add_argument("--flow")
     g.add_argument("--workers", type=int)
     g.add_argument("--demo_dir")
     return p

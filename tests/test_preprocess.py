@@ -1,6 +1,9 @@
+import os
+
 import cv2
 import numpy as np
 import pytest
+import torch
 from skimage import data
 
 import preprocess as pp
@@ -94,3 +97,48 @@ def test_stream_stacks_u_v_and_mode():
 def test_frames_of_different_sizes_name_the_file(face):
     with pytest.raises(pp.PreprocessError, match="img1.jpg: onset is 512x512 but apex is 256x256"):
         pp.features(face, face[::2, ::2], face="none", onset_name="img1.jpg")
+
+
+IPOL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "ipol_tvl1")
+
+
+def read_flo(path):
+    with open(path, "rb") as f:
+        f.read(12)   # magic 202021.25, width, height
+        return np.frombuffer(f.read(), np.float32).reshape(pp.SIZE, pp.SIZE, 2)
+
+
+@pytest.fixture(scope="module")
+def ipol_pairs():
+    """The eight 227x227 pairs and the flows the IPOL TV-L1 program (the authors') gave them."""
+    pairs = [(cv2.imread(os.path.join(IPOL_DIR, f"pair{k}_I0.png"), cv2.IMREAD_GRAYSCALE),
+              cv2.imread(os.path.join(IPOL_DIR, f"pair{k}_I1.png"), cv2.IMREAD_GRAYSCALE),
+              read_flo(os.path.join(IPOL_DIR, f"pair{k}.flo"))) for k in range(8)]
+    assert all(a is not None and b is not None for a, b, _ in pairs)
+    return pairs
+
+
+def test_ipol_flow_matches_the_program_on_eight_pairs(ipol_pairs):
+    # one batch of all eight (each pair keeps its own stopping rule)
+    flow = pp.tvl1_ipol(torch.from_numpy(np.stack([a for a, _, _ in ipol_pairs])),
+                        torch.from_numpy(np.stack([b for _, b, _ in ipol_pairs])))
+    assert flow.shape == (8, 2, pp.SIZE, pp.SIZE) and flow.dtype == torch.float32
+    for k, (_, _, want) in enumerate(ipol_pairs):
+        epe = np.linalg.norm(flow[k].permute(1, 2, 0).numpy() - want, axis=2)
+        assert epe.mean() <= 0.005 and epe.max() <= 0.1, (k, epe.mean(), epe.max())
+    # one pair alone gives the same flow as in the batch; OpenCV's flow is measurably another
+    a, b, want = ipol_pairs[3]
+    u, v = pp.tvl1_flow(a, b)
+    assert u.dtype == np.float32 and u.shape == (pp.SIZE, pp.SIZE)
+    assert np.abs(u - flow[3, 0].numpy()).max() < 1e-3 and np.abs(v - flow[3, 1].numpy()).max() < 1e-3
+    uc, vc = pp.tvl1_flow(a, b, method="opencv")
+    assert np.hypot(uc - want[..., 0], vc - want[..., 1]).mean() > 0.05
+    with pytest.raises(ValueError, match="--flow"):
+        pp.tvl1_flow(a, b, method="farneback")
+
+
+def test_flow_method_is_part_of_the_cache_settings():
+    assert pp.settings("dlib", "fixed")["flow"] == "ipol"
+    assert pp.settings("dlib", "fixed", "opencv") != pp.settings("dlib", "fixed", "ipol")
+    with pytest.raises(ValueError, match="--flow"):
+        pp.settings("dlib", "fixed", "tvl1")
