@@ -154,8 +154,9 @@ def tvl1_flow(onset_gray, apex_gray, method="ipol"):
 # ---------------------------------------------------------------------------------------------
 # TV-L1 as the IPOL program computes it: J. Sanchez, E. Meinhardt-Llopis, G. Facciolo, "TV-L1
 # Optical Flow Estimation", Image Processing On Line 3 (2013) 137-150 (the authors ran its
-# program, tvl1flow_3). Section numbers below are the article's. Vectorised over the pixels and
-# a batch of pairs; runs on the inputs' device.
+# program, tvl1flow_3), written from the article's description and checked against the
+# program's flows (tests/data/ipol_tvl1). Vectorised over the pixels and a batch of pairs; runs
+# on the inputs' device.
 
 def _gaussian(x, sigma):
     """Separable Gaussian of (B, H, W), as the program's: int(5 sigma) taps each side of the
@@ -186,8 +187,7 @@ def _keys_weights(t):
 
 
 def _bicubic(img, x, y, zero_outside):
-    """img (B, C, H, W) at the points (x, y) (B, h, w) -> (B, C, h, w), the program's way
-    (section 3.2): the 4x4 neighbours of the coordinate truncated toward zero, stepping in
+    """img (B, C, H, W) at the points (x, y) (B, h, w) -> (B, C, h, w), the program's way: the 4x4 neighbours of the coordinate truncated toward zero, stepping in
     the direction of its sign, indices clamped to the image; the row above uses the sign of x
     (the program's quirk, it matters for negative coordinates only). With zero_outside a
     point whose 4x4 support leaves the image is 0 (the warps)."""
@@ -226,7 +226,7 @@ def _centred_gradient(I):
 
 
 def _tvl1_level(I0, I1, u, P):
-    """Algorithm 1 of the article at one scale: warps, each iterating the thresholding step
+    """The article's algorithm at one scale: warps, each iterating the thresholding step
     and the dual (Chambolle) step until the mean squared change of u is <= epsilon^2 or
     max_iter; every pair of the batch stops on its own (it leaves the active set)."""
     B, H, W = I0.shape
@@ -248,20 +248,20 @@ def _tvl1_level(I0, I1, u, P):
         n = 0
         while True:
             n += 1
-            # thresholding (eq. 12): v = u - clamp(rho / |grad I1w|^2, -lt, lt) grad I1w
+            # thresholding step: v = u - clamp(rho / |grad I1w|^2, -lt, lt) grad I1w
             # (the three cases of the article in one clamp)
             rho = torch.addcmul(rca, gIa[:, 0], ua[:, 0]).addcmul_(gIa[:, 1], ua[:, 1])
             rho.mul_(iga).clamp_(-lt, lt)
             v = torch.addcmul(ua, gIa, rho[:, None], value=-1.0)
             # u = v + theta div p; div by backward differences with p = 0 outside (p's last
-            # column / row is always 0, so this is the article's eq. for the borders too)
+            # column / row is always 0, so this is the article's border rule too)
             div = pa[:, :, 0] + pa[:, :, 1]
             div[..., 1:] -= pa[:, :, 0, :, :-1]
             div[..., 1:, :] -= pa[:, :, 1, :-1, :]
             v.add_(div, alpha=theta)
             err = (v - ua).square_().sum((1, 2, 3)).sqrt_()
             ua = v
-            # dual step (eq. 13): p = (p + tau/theta grad u) / (1 + tau/theta |grad u|)
+            # dual (Chambolle) step: p = (p + tau/theta grad u) / (1 + tau/theta |grad u|)
             torch.sub(ua[..., 1:], ua[..., :-1], out=grad[:, :, 0, :, :-1])
             torch.sub(ua[..., 1:, :], ua[..., :-1, :], out=grad[:, :, 1, :-1, :])
             ng = torch.hypot(grad[:, :, 0], grad[:, :, 1]).mul_(taut).add_(1.0)
@@ -304,7 +304,7 @@ def _tvl1_ipol(I0, I1, P):
         raise ValueError(f"tvl1_ipol needs two (B, H, W) batches of one shape, got {tuple(I0.shape)} "
                          f"and {tuple(I1.shape)}")
     B, H, W = I0.shape
-    # both images of a pair to 0..255 by their joint min and max (section 4)
+    # both images of a pair to 0..255 by their joint min and max
     lo = torch.minimum(I0.amin((1, 2)), I1.amin((1, 2)))[:, None, None]
     den = torch.maximum(I0.amax((1, 2)), I1.amax((1, 2)))[:, None, None] - lo
     scale = torch.where(den > 0, 255.0 / den, 1.0)
