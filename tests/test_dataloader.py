@@ -173,6 +173,11 @@ def test_smic_frames_decode_and_cache(data, tmp_path):
     one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
     assert dl.build_caches(one, str(tmp_path / "cache"), quiet=True) == []
     assert dl.load_streams(one, str(tmp_path / "cache"), ["F"]).x.shape == (1, 1, 227, 227, 3)
+    # a cache of one flow method is never read as the other's
+    with pytest.raises(dl.DataError, match="other settings"):
+        dl.load_streams(one, str(tmp_path / "cache"), ["F"], flow="opencv")
+    assert dl.build_caches(one, str(tmp_path / "cache"), quiet=True, flow="opencv") == []
+    assert dl.load_streams(one, str(tmp_path / "cache"), ["F"], flow="opencv").x.shape == (1, 1, 227, 227, 3)
 
 
 def test_composite(data):

@@ -159,3 +159,14 @@ def test_bad_input_gets_one_line_and_exit_2(final, tmp_path, capsys):
     argv, says = bad_inputs(final, tmp_path)["no face"]
     r = subprocess.run([sys.executable, "predict.py", *argv], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and r.stdout == "" and r.stderr.strip().count("\n") == 0 and says in r.stderr
+
+
+def test_flow_follows_the_model_and_older_models_used_opencv(capsys):
+    new = {"preprocess": {"dlib": json.loads(json.dumps(pp.settings("dlib", "fixed", "opencv")))}}
+    assert predict.choose_face(new) == ("dlib", "fixed", "opencv")
+    old = pp.settings("dlib", "fixed", "opencv")
+    del old["flow"]   # a final.pt from before --flow existed
+    assert predict.choose_face({"preprocess": {"dlib": json.loads(json.dumps(old))}}) == ("dlib", "fixed", "opencv")
+    assert "warning" not in capsys.readouterr().err
+    ipol = {"preprocess": {"none": json.loads(json.dumps(pp.settings("none", "minmax")))}}
+    assert predict.choose_face(ipol) == ("none", "minmax", "ipol")
