@@ -332,9 +332,9 @@ def read_pretrained(path):
     try:
         fmt = weights_format(path)
         found, seen = READERS[fmt](path)
-    except ValueError:
-        raise
     except Exception as e:  # unreadable / not a file of that format
+        if isinstance(e, ValueError) and str(e).startswith(f"{path}:"):   # ours, already one line
+            raise
         raise ValueError(f"{path}: cannot read weights file ({type(e).__name__}: {e})".replace("\n", " ")) from None
     if len(found) < 2:
         raise ValueError(f"{path}: expected conv1 weight {CONV1_SHAPE} and conv2 weight {CONV2_SHAPE} "

@@ -62,7 +62,8 @@ def parser():
                    help=f"default {PAPER['learning_rate']} (demo {DEMO['learning_rate']})")
     p.add_argument("--cache_dir", help="feature caches (default cache/<catego>); missing ones are built")
     p.add_argument("--pretrained", default="none",
-                   help="AlexNet conv1/conv2 state dict (e.g. the port's partial.pt), or none")
+                   help="ImageNet AlexNet conv1/conv2: the authors' Keras 1 alexnet_weights.h5, bvlc_alexnet.npy, "
+                   "bvlcalexnet-*.onnx or a state dict (the port's partial.pt); or none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"],
                    help="mixed precision; auto = bf16 on CUDA, none on CPU")
