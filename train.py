@@ -357,6 +357,7 @@ def plot_curves(curves, path):
     b.set(xlabel="epoch", ylabel="pooled over the held-out subjects", title="test (LOSO)", ylim=(0, 1.02))
     b.legend(fontsize=8, loc="lower right")
     for ax in (a, b):
+        ax.set_xlim(0.5, ep[-1] + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.tight_layout()
