@@ -10,10 +10,13 @@ linear classifier on the 256x15x15 maps.
     logits = model(x1, x2)                         # x*: (N, 3, 227, 227), pixels in 0..255
 
 The model returns logits; the authors' final softmax is folded into the cross-entropy loss.
-This file stands alone (torch only).
+This file stands alone (torch and numpy; onnx and h5py only to read those weight files).
 """
+import codecs
 import math
+import pickle
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -190,24 +193,155 @@ def _find_convs(state):
     return found
 
 
-def read_pretrained(path):
-    """AlexNet conv1/conv2 (weight, bias) from a state dict file, as {"conv1": .., "conv2": ..}.
-    Raises ValueError with one line naming the expected and found shapes."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unreadable / not a torch file
-        raise ValueError(f"{path}: cannot read weights file ({type(e).__name__}: {e})") from None
+# The original grouped ImageNet AlexNet (Caffe's bvlc_alexnet) as it is published in four
+# formats. Each reader returns ({"conv1": (w, b), "conv2": (w, b)} as found, in torch's OIHW
+# cross-correlation layout, and a list of what the file holds, for the error message).
+FORMATS = {"pytorch": "PyTorch state dict", "npy": "bvlc_alexnet.npy (Caffe weights for TensorFlow, HWIO)",
+           "onnx": "ONNX model (bvlcalexnet-*.onnx)", "keras1-h5": "Keras 1 HDF5 (convnets-keras alexnet_weights.h5)"}
+
+
+def weights_format(path):
+    """Which of FORMATS a file is, from its first bytes (ONNX, plain protobuf, by suffix too)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "keras1-h5"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    # ModelProto's first field is ir_version (field 1, varint: tag byte 0x08); torch files start
+    # with PK (zip) or 0x80 (legacy pickle)
+    if str(path).lower().endswith(".onnx") or head[:1] == b"\x08":
+        return "onnx"
+    return "pytorch"
+
+
+def _read_torch(path):
+    state = torch.load(path, map_location="cpu", weights_only=True)
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
-    found = _find_convs(state)
+    return _find_convs(state), [f"{k} {tuple(v.shape)}" for k, v in state.items() if torch.is_tensor(v)]
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays in plain containers and nothing else (the spirit of
+    torch.load(weights_only=True)): a weight file can never run code."""
+    _core = getattr(np, "_core", None) or np.core
+    SAFE = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+            ("numpy.core.multiarray", "_reconstruct"): _core.multiarray._reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): _core.multiarray._reconstruct,
+            ("numpy.core.multiarray", "scalar"): _core.multiarray.scalar,
+            ("numpy._core.multiarray", "scalar"): _core.multiarray.scalar,
+            # bytes in a Python 3 protocol-2 pickle; a pure function (torch's weights_only allows it too)
+            ("_codecs", "encode"): codecs.encode}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.SAFE:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (only numpy arrays are allowed)")
+        return self.SAFE[module, name]
+
+
+def _read_npy(path):
+    # np.load(allow_pickle=True) would unpickle anything: read the header with numpy, the
+    # pickle with the restricted unpickler; latin1 reads the Python 2 file's array buffers
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        version = fmt.read_magic(f)
+        shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+        if not dtype.hasobject:
+            raise ValueError(f"{path}: a plain {dtype} array of shape {shape}, expected a pickled dict "
+                             f"layer -> [weight, bias] (bvlc_alexnet.npy)")
+        try:
+            obj = _ArrayUnpickler(f, encoding="latin1").load()
+        except pickle.UnpicklingError as e:
+            raise ValueError(f"{path}: {e}") from None
+    layers = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
+    if not isinstance(layers, dict):
+        raise ValueError(f"{path}: expected a dict layer -> [weight, bias], found {type(layers).__name__}")
+    found, seen = {}, []
+    for key, params in layers.items():
+        key = key.decode("latin1") if isinstance(key, bytes) else str(key)   # Python 2 files: bytes
+        arrays = [p for p in params if isinstance(p, np.ndarray)] if isinstance(params, (list, tuple)) else []
+        seen.append(f"{key} " + " ".join(str(a.shape) for a in arrays))
+        if key in ("conv1", "conv2") and len(arrays) == 2:
+            w, b = arrays
+            shape = CONV1_SHAPE if key == "conv1" else CONV2_SHAPE
+            if w.shape == shape[2:] + shape[1::-1] and b.shape == shape[:1]:   # HWIO
+                found[key] = (w.transpose(3, 2, 0, 1), b)
+    return found, seen
+
+
+def _read_onnx(path):
+    import onnx
+    from onnx import numpy_helper
+    graph = onnx.load(str(path)).graph
+    init = {t.name: t for t in graph.initializer}
+    found = {}
+    for node in graph.node:   # (X, W, B) inputs of each Conv node
+        if node.op_type != "Conv" or len(node.input) < 3 or not {node.input[1], node.input[2]} <= init.keys():
+            continue
+        w, b = (numpy_helper.to_array(init[i]) for i in node.input[1:3])
+        for name, shape in (("conv1", CONV1_SHAPE), ("conv2", CONV2_SHAPE)):
+            if w.shape == shape and b.shape == shape[:1] and name not in found:
+                found[name] = (w, b)
+    return found, [f"{t.name} {tuple(t.dims)}" for t in graph.initializer]
+
+
+def _read_keras1_h5(path):
+    # Keras 1 save_weights / save layout: attrs layer_names (on the root group, or on
+    # model_weights for a whole saved model), each layer group's attr weight_names
+    # (empty for layers without weights) naming its datasets, e.g. conv_1/conv_1_W, conv_1/conv_1_b.
+    import h5py
+    names = lambda g, attr: [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in g.attrs.get(attr, [])]
+    layers = {}
+    with h5py.File(path, "r") as f:
+        g = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
+        for layer in names(g, "layer_names"):
+            layers[layer] = [np.asarray(g[layer][w]) for w in names(g[layer], "weight_names")]
+    seen = [f"{k} " + " ".join(str(a.shape) for a in v) for k, v in layers.items() if v]
+
+    def get(name, shape):
+        wb = layers.get(name, [])
+        ok = len(wb) == 2 and wb[0].shape == shape and wb[1].shape == shape[:1]
+        return wb if ok else None
+
+    # Theano's conv2d is a true convolution: the kernels are stored flipped in both spatial axes
+    # relative to Caffe's (and torch's) cross-correlation; flip them back.
+    flip = lambda w: w[:, :, ::-1, ::-1]
+    found = {}
+    c1 = get("conv_1", CONV1_SHAPE)
+    if c1:
+        found["conv1"] = (flip(c1[0]), c1[1])
+    half = (CONV2_SHAPE[0] // 2,) + CONV2_SHAPE[1:]
+    c21, c22 = get("conv_2_1", half), get("conv_2_2", half)   # conv2's two groups, in this order
+    if c21 and c22:
+        found["conv2"] = (flip(np.concatenate([c21[0], c22[0]])), np.concatenate([c21[1], c22[1]]))
+    return found, seen
+
+
+READERS = {"pytorch": _read_torch, "npy": _read_npy, "onnx": _read_onnx, "keras1-h5": _read_keras1_h5}
+
+
+def read_pretrained(path):
+    """AlexNet conv1/conv2 (weight, bias) from a weights file in any of FORMATS, as
+    {"conv1": (w, b), "conv2": (w, b)}: float32 torch tensors, OIHW, cross-correlation as torch
+    uses it. The input-channel order is kept as stored (Caffe's conv1 saw BGR images).
+    Raises ValueError with one line naming what was expected and what the file holds."""
+    try:
+        fmt = weights_format(path)
+        found, seen = READERS[fmt](path)
+    except Exception as e:  # unreadable / not a file of that format
+        if isinstance(e, ValueError) and str(e).startswith(f"{path}:"):   # ours, already one line
+            raise
+        raise ValueError(f"{path}: cannot read weights file ({type(e).__name__}: {e})".replace("\n", " ")) from None
     if len(found) < 2:
-        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in state.items() if torch.is_tensor(v))
         raise ValueError(f"{path}: expected conv1 weight {CONV1_SHAPE} and conv2 weight {CONV2_SHAPE} "
-                         f"(each with a bias), found: {shapes or 'no tensors'}")
-    return found
+                         f"(each with a bias) in this {FORMATS[fmt]}, found: {', '.join(seen) or 'no weights'}")
+    as_tensor = lambda a: a.detach().float().contiguous() if torch.is_tensor(a) else \
+        torch.from_numpy(np.array(a, dtype=np.float32, order="C"))   # a writable copy
+    return {k: tuple(as_tensor(a) for a in found[k]) for k in ("conv1", "conv2")}
 
 
 def load_pretrained(model, weights):

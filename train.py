@@ -5,11 +5,14 @@ Leave-one-subject-out (LOSO) training and evaluation of SSSN / DSSN.
     python train.py --path CASME2-coding-20140508.xlsx --img_root CASME2_RAW --catego CASME \\
         --image_mode F G --model DSSN --weight_save_path runs/casme_dssn
 
-A fresh model is trained per held-out subject and scored with its last-epoch weights (no epoch
-is ever picked on test data). Metrics pool the predictions of all folds. Each finished fold is
+A fresh model is trained per held-out subject and scored with its last-epoch weights (the headline
+figures never pick an epoch on test data). Metrics pool the predictions of all folds. Each finished fold is
 saved at once, so rerunning the same command resumes; `--subjects` runs some folds only (for
 job arrays), and the summary is written when the last fold lands or with `--summarize RUN_DIR`.
-Outputs in --weight_save_path: summary.json, predictions.csv, confusion_matrix.png, train.log.
+Outputs in --weight_save_path: summary.json, predictions.csv, confusion_matrix.png, learning_curves.png,
+train.log. The test subjects are also scored after every epoch: summary.json's per_epoch, and
+authors_protocol (the epoch with the best pooled authors' F1, picked on test data as the authors did,
+for comparison with the paper only).
 """
 import argparse
 import contextlib
@@ -27,7 +30,8 @@ import torch.nn.functional as F
 
 import dataloader as dl
 import preprocess as pp
-from network import DSSN, build_model, count_parameters, load_pretrained, read_pretrained
+from network import (DSSN, FORMATS, build_model, count_parameters, load_pretrained, read_pretrained,
+                     weights_format)
 
 # The authors' settings (ME_Autoencoders train_multi_stream.py): Adam lr 1e-4, batch 60, 100 epochs.
 PAPER = dict(batch_size=60, learning_rate=1e-4, epochs=100)
@@ -58,7 +62,8 @@ def parser():
                    help=f"default {PAPER['learning_rate']} (demo {DEMO['learning_rate']})")
     p.add_argument("--cache_dir", help="feature caches (default cache/<catego>); missing ones are built")
     p.add_argument("--pretrained", default="none",
-                   help="AlexNet conv1/conv2 state dict (e.g. the port's partial.pt), or none")
+                   help="ImageNet AlexNet conv1/conv2: the authors' Keras 1 alexnet_weights.h5, bvlc_alexnet.npy, "
+                   "bvlcalexnet-*.onnx or a state dict (the port's partial.pt); or none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"],
                    help="mixed precision; auto = bf16 on CUDA, none on CPU")
@@ -182,8 +187,21 @@ def autocast(device, amp):
     return contextlib.nullcontext()
 
 
-def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None):
-    """Train a fresh model on train_idx, return softmax probabilities on test_idx (last epoch)."""
+def predict(model, streams, idx, args):
+    """Softmax probabilities of the samples `idx` (a device tensor), in eval mode and the run's
+    autocast, kept on the device (no sync). Used after every epoch and for the final scores."""
+    model.eval()
+    with torch.no_grad(), autocast(args.device, args.amp):
+        return torch.cat([model(*[s[idx[i:i + 256]].permute(0, 3, 1, 2) for s in streams]).float().softmax(1)
+                          for i in range(0, len(idx), 256)]) if len(idx) else \
+            torch.zeros(0, args.num_classes, device=idx.device)
+
+
+def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epoch_probs=None):
+    """Train a fresh model on train_idx, return softmax probabilities on test_idx (last epoch).
+    With a list as `epoch_probs`, the test samples are also scored after every epoch (the
+    authors' protocol needs it) and each epoch's probabilities are appended to it; evaluation
+    draws no random numbers, so training and the last epoch's scores are unchanged by it."""
     device = args.device
     torch.manual_seed(seed)
     model = build_model(args.model, args.num_classes, args.combination_mode)
@@ -194,8 +212,9 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + ADAM_DECAY * step))
     gen = torch.Generator().manual_seed(seed)
     tr = torch.as_tensor(train_idx, device=device)
+    te = torch.as_tensor(test_idx, device=device)
     batch = lambda idx: [s[idx].permute(0, 3, 1, 2) for s in streams]   # NHWC gather -> channels_last
-    losses = []
+    losses, per_epoch = [], []
     for _ in range(args.epochs):
         model.train()
         perm = tr[torch.randperm(len(tr), generator=gen).to(device)]
@@ -210,11 +229,11 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None):
             sched.step()
             total += loss.detach() * len(idx)   # stays on the device: no sync per step
         losses.append(total)
-    model.eval()
-    te = torch.as_tensor(test_idx, device=device)
-    with torch.no_grad(), autocast(device, args.amp):
-        probs = torch.cat([model(*batch(te[i:i + 256])).float().softmax(1) for i in range(0, len(te), 256)]) \
-            if len(te) else torch.zeros(0, args.num_classes)
+        if epoch_probs is not None and len(te):
+            per_epoch.append(predict(model, streams, te, args))
+    probs = per_epoch[-1] if per_epoch else predict(model, streams, te, args)
+    if epoch_probs is not None:
+        epoch_probs.extend(p.cpu().numpy() for p in per_epoch)
     return probs.cpu().numpy(), [float(l) / len(tr) for l in torch.stack(losses).cpu()], model
 
 
@@ -260,6 +279,13 @@ def summarize(run, log=print):
     m["seconds"] = round(sum(fold["seconds"] for fold in folds), 1)
     m["config"] = config
     out = pred.assign(label=pred.label.map(classes.__getitem__), prediction=pred.prediction.map(classes.__getitem__))
+    curves = epoch_curves(folds, classes)
+    if curves:
+        m["per_epoch"] = curves
+        best = max(curves, key=lambda e: e["author_f1"])   # max keeps the earliest of ties
+        m["authors_protocol"] = {k: best[k] for k in ("epoch", "accuracy", "uf1", "uar", "author_f1")} | {
+            "note": "epoch chosen by the best pooled authors' F1 ON THE TEST SUBJECTS, as the authors did: "
+                    "for comparison with the paper only; the headline figures are the last epoch's"}
     dl.atomic_write(os.path.join(run, "predictions.csv"), lambda f: out.to_csv(f, index=False))
     dl.atomic_write(os.path.join(run, "summary.json"), lambda f: f.write(json.dumps(m, indent=2).encode()))
     plot_confusion(pred.label, pred.prediction, classes, os.path.join(run, "confusion_matrix.png"))
@@ -271,7 +297,34 @@ def summarize(run, log=print):
         log(f"  {c:<12}{v['precision']:>10.3f}{v['recall']:>10.3f}{v['f1']:>10.3f}{v['support']:>9d}")
     for d, v in m.get("per_dataset", {}).items():
         log(f"  {d:<12} n {v['n']:>4}   accuracy {v['accuracy']:.4f}   UF1 {v['uf1']:.4f}   UAR {v['uar']:.4f}")
+    if curves:
+        plot_curves(curves, os.path.join(run, "learning_curves.png"))
+        uf1 = [e["uf1"] for e in curves]
+        a = m["authors_protocol"]
+        log(f"  pooled test UF1 over {len(curves)} epochs: min {min(uf1):.4f}, max {max(uf1):.4f}, "
+            f"last {uf1[-1]:.4f} (learning_curves.png)")
+        log(f"  authors' protocol, epoch {a['epoch']} PICKED ON TEST DATA (for comparison with the paper only): "
+            f"accuracy {a['accuracy']:.4f}   UF1 {a['uf1']:.4f}   UAR {a['uar']:.4f}   authors' F1 {a['author_f1']:.4f}")
+    else:
+        log("  no per-epoch scores in these fold files (made before per-epoch scoring): "
+            "no per_epoch, authors_protocol or learning curves")
     return m
+
+
+def epoch_curves(folds, classes):
+    """Pooled test metrics and mean training loss after each epoch, from the folds'
+    epoch_predictions; None when a fold file has none (or the folds disagree on epochs)."""
+    counts = {len(fold.get("epoch_predictions") or []) for fold in folds}
+    if len(counts) != 1 or 0 in counts:
+        return None
+    labels = [r["label"] for fold in folds for r in fold["rows"]]
+    curves = []
+    for e in range(counts.pop()):
+        pred = [p for fold in folds for p in fold["epoch_predictions"][e]]
+        m = metrics(labels, pred, classes)
+        curves.append({"epoch": e + 1, **{k: m[k] for k in ("accuracy", "uf1", "uar", "author_f1")},
+                       "train_loss": float(np.mean([fold["train_loss"][e] for fold in folds]))})
+    return curves
 
 
 def plot_confusion(y, p, classes, path):
@@ -282,6 +335,33 @@ def plot_confusion(y, p, classes, path):
     fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 2, 1.2 * len(classes) + 1.5))
     ConfusionMatrixDisplay.from_predictions(y, p, labels=list(range(len(classes))), display_labels=classes,
                                             ax=ax, colorbar=False, xticks_rotation=45)
+    fig.tight_layout()
+    dl.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+
+
+def plot_curves(curves, path):
+    """Mean training loss over folds, and pooled test accuracy / UF1 / UAR after each epoch, with
+    the last epoch (the reported one) and the authors' pick (best authors' F1 on test) marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    ep = [e["epoch"] for e in curves]
+    pick = max(curves, key=lambda e: e["author_f1"])["epoch"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(ep, [e["train_loss"] for e in curves], marker=".", color="k")
+    a.set(xlabel="epoch", ylabel="training loss (mean over folds)", title="training")
+    for k, label in (("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR")):
+        b.plot(ep, [e[k] for e in curves], marker=".", label=label)
+    b.axvline(ep[-1], color="gray", lw=1, label=f"last epoch {ep[-1]} (reported)")
+    b.axvline(pick, color="red", lw=1, ls="--", label=f"authors' pick, epoch {pick} (chosen on test)")
+    b.set(xlabel="epoch", ylabel="pooled over the held-out subjects", title="test (LOSO)", ylim=(0, 1.02))
+    b.legend(fontsize=8, loc="lower right")
+    for ax in (a, b):
+        ax.set_xlim(0.5, ep[-1] + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     dl.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
@@ -325,7 +405,8 @@ def main_run(args):
         + f", {count_parameters(model):,} parameters, on {device}" + (" with bf16 autocast" if args.amp == "bf16" else "")
         + f"; batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, seed {args.seed}"
         + (" (demo settings)" if args.demo else " (authors' settings unless given)"))
-    log("conv1/conv2: " + (f"pretrained from {args.pretrained}" if pretrained else
+    log("conv1/conv2: " + (f"pretrained from {args.pretrained} ({FORMATS[weights_format(args.pretrained)]}, "
+                           f"sha256 {config['pretrained']})" if pretrained else
                            "He-normal initialisation (no --pretrained file; the authors used ImageNet AlexNet)"))
     if args.final:
         return train_final(args, run, log, samples, data, streams, y, pretrained)
@@ -351,15 +432,18 @@ def main_run(args):
             log(f"fold {k + 1}/{len(splits)} subject {subject}: done earlier, kept")
             continue
         t0 = time.time()
+        epochs = []
         probs, losses, model = train_fold(streams, y, train_idx, test_idx, args,
-                                          fold_seed(args.seed, subject), pretrained)
+                                          fold_seed(args.seed, subject), pretrained, epoch_probs=epochs)
         pred = probs.argmax(1)
         rows = [dict(dataset=str(datasets[i]), subject=subject, filename=str(data.filenames[i]), label=int(data.y[i]),
                      prediction=int(p), **{f"p_{c}": round(float(q), 6) for c, q in zip(samples.classes, pr)})
                 for i, p, pr in zip(test_idx, pred, probs)]
         if args.save_weights:
             dl.atomic_write(os.path.join(run, "folds", f"{subject}.pt"), lambda f: torch.save(model.state_dict(), f))
-        fold = dict(subject=subject, seconds=round(time.time() - t0, 2), train_loss=losses, rows=rows)
+        fold = dict(subject=subject, seconds=round(time.time() - t0, 2), train_loss=losses, rows=rows,
+                    # each epoch's predicted labels of `rows`, in order: the per-epoch curves
+                    epoch_predictions=[p.argmax(1).tolist() for p in epochs])
         dl.atomic_write(fold_path, lambda f: f.write(json.dumps(fold).encode()))
         acc = float((pred == data.y[test_idx]).mean())
         log(f"fold {k + 1}/{len(splits)} subject {subject}: {len(test_idx)} test, acc {acc:.3f}, "

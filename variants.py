@@ -34,7 +34,11 @@ PASS = ("path", "img_root", "catego", "num_classes", "epochs", "batch_size", "le
         "pretrained", "seed", "amp", "device", "face", "encoding", "flow", "workers", "demo_dir")
 COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fusion", "fusion"),
            ("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR"), ("author_f1", "authors' F1"),
-           ("seconds", "seconds")]
+           # the authors' protocol: the epoch with the best pooled authors' F1, picked on test data
+           # (what the paper's table reports; train.py's summary.json authors_protocol)
+           ("ap_epoch", "AP epoch"), ("ap_accuracy", "AP accuracy"), ("ap_uf1", "AP UF1"),
+           ("ap_author_f1", "AP authors' F1"), ("seconds", "seconds")]
+SCORES = ("accuracy", "uf1", "uar", "author_f1", "ap_accuracy", "ap_uf1", "ap_author_f1")
 
 
 def grid(models=MODELS, modes=MODES, fusions=FUSIONS):
@@ -100,8 +104,11 @@ def read_rows(out, variants):
             continue
         with open(path) as f:
             s = json.load(f)
+        ap = s.get("authors_protocol", {})   # absent in runs made before per-epoch scoring
         rows.append(dict(variant=name, model=model, modes="".join(modes), fusion=fusion or "",
                          **{k: round(s[k], 4) for k in ("accuracy", "uf1", "uar", "author_f1")},
+                         ap_epoch=ap.get("epoch", ""),
+                         **{f"ap_{k}": round(ap[k], 4) if k in ap else "" for k in ("accuracy", "uf1", "author_f1")},
                          seconds=s["seconds"]))
         configs[name] = s["config"] | {"folds": s["folds"], "samples": s["samples"]}
     return rows, configs
@@ -127,8 +134,12 @@ def markdown(rows, configs, missing):
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(
-            f"{r[k]:.4f}" if k in ("accuracy", "uf1", "uar", "author_f1") else
+            f"{r[k]:.4f}" if k in SCORES and r[k] != "" else
             f"{r[k]:.1f}" if k == "seconds" else (str(r[k]) or "-") for k, _ in COLUMNS) + " |")
+    if rows:
+        lines += ["", "accuracy .. authors' F1: the last epoch (honest). AP: the authors' protocol, the epoch "
+                      "with the best pooled authors' F1 picked ON THE TEST SUBJECTS, as the paper's table did: "
+                      "compare AP accuracy / AP authors' F1 with the paper's Acc / F1."]
     diff = differing(configs)
     if diff:
         lines += ["", f"**Warning**: these variants were not all run with the same settings: {', '.join(diff)} "

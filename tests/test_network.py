@@ -1,3 +1,6 @@
+import os
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -123,3 +126,137 @@ def test_fast_dropout_is_dropout_half():
     z = (y == 0).float().flatten()
     assert abs(torch.corrcoef(torch.stack([z[:-1], z[1:]]))[0, 1].item()) < 0.01
     assert torch.equal(d.eval()(x), x)
+
+
+# --- the original grouped ImageNet AlexNet in the four formats it is published in -----------------
+
+def alexnet_convs(seed=0):
+    """One random set of conv1/conv2 weights, as torch (OIHW, cross-correlation) float32 arrays."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g).numpy()
+    return {"conv1": (r(96, 3, 11, 11), r(96)), "conv2": (r(256, 48, 5, 5), r(256))}
+
+
+def write_state_dict(path, convs):
+    state = {"features.0.weight": convs["conv1"][0], "features.0.bias": convs["conv1"][1],
+             "features.4.weight": convs["conv2"][0], "features.4.bias": convs["conv2"][1],
+             "classifier.1.weight": np.zeros((10, 9216), np.float32)}
+    torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in state.items()}}, path)
+
+
+def write_bvlc_npy(path, convs, bytes_keys=False):
+    """bvlc_alexnet.npy: a pickled dict layer -> [weight, bias], kernels HWIO."""
+    hwio = lambda w: w.transpose(2, 3, 1, 0)
+    layers = {"conv1": [hwio(convs["conv1"][0]), convs["conv1"][1]],
+              "conv2": [hwio(convs["conv2"][0]), convs["conv2"][1]],
+              "conv3": [np.zeros((3, 3, 256, 384), np.float32), np.zeros(384, np.float32)],
+              "fc8": [np.zeros((4096, 1000), np.float32), np.zeros(1000, np.float32)]}
+    if bytes_keys:   # as np.load(..., encoding="bytes") gives the Python 2 file's keys
+        layers = {k.encode(): v for k, v in layers.items()}
+    np.save(path, layers, allow_pickle=True)
+
+
+def write_onnx(path, convs):
+    """bvlcalexnet-*.onnx as the model zoo lays it out: Conv nodes whose W, B are initializers."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(a, n) for n, a in
+             [("conv1_w_0", convs["conv1"][0]), ("conv1_b_0", convs["conv1"][1]),
+              ("conv2_w_0", convs["conv2"][0]), ("conv2_b_0", convs["conv2"][1]),
+              ("fc8_w_0", np.zeros((1000, 4096), np.float32))]]
+    nodes = [helper.make_node("Conv", ["data_0", "conv1_w_0", "conv1_b_0"], ["conv1_1"], kernel_shape=[11, 11],
+                              strides=[4, 4]),
+             helper.make_node("Relu", ["conv1_1"], ["conv1_2"]),
+             helper.make_node("MaxPool", ["conv1_2"], ["pool1_1"], kernel_shape=[3, 3], strides=[2, 2]),
+             helper.make_node("Conv", ["pool1_1", "conv2_w_0", "conv2_b_0"], ["conv2_1"], kernel_shape=[5, 5],
+                              pads=[2, 2, 2, 2], group=2)]
+    graph = helper.make_graph(nodes, "alexnet", [helper.make_tensor_value_info("data_0", TensorProto.FLOAT,
+                                                                               [1, 3, 224, 224])],
+                              [helper.make_tensor_value_info("conv2_1", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(graph), str(path))
+
+
+def write_keras1_h5(path, convs, model_weights=False):
+    """convnets-keras alexnet_weights.h5 as Keras 1 saves it (Theano layout: conv kernels flipped,
+    conv2 split into conv_2_1 and conv_2_2), with layers without weights and extra layers."""
+    import h5py
+    flip = lambda w: w[:, :, ::-1, ::-1]
+    w2, b2 = convs["conv2"]
+    layers = [("input", []), ("conv_1", [("conv_1_W", flip(convs["conv1"][0])), ("conv_1_b", convs["conv1"][1])]),
+              ("convpool_1", []), ("lambda_1", []),
+              ("conv_2_1", [("conv_2_1_W", flip(w2[:128])), ("conv_2_1_b", b2[:128])]),
+              ("conv_2_2", [("conv_2_2_W", flip(w2[128:])), ("conv_2_2_b", b2[128:])]),
+              ("conv_3", [("conv_3_W", np.zeros((384, 256, 3, 3), np.float32)), ("conv_3_b", np.zeros(384, np.float32))]),
+              ("dense_3", [("dense_3_W", np.zeros((4096, 1000), np.float32)), ("dense_3_b", np.zeros(1000, np.float32))])]
+    with h5py.File(path, "w") as f:
+        g = f.create_group("model_weights") if model_weights else f
+        g.attrs["layer_names"] = [n.encode() for n, _ in layers]
+        for name, weights in layers:
+            lg = g.create_group(name)
+            lg.attrs["weight_names"] = np.array([w.encode() for w, _ in weights], dtype="S")
+            for w, a in weights:
+                lg.create_dataset(w, data=a)
+
+
+def test_every_weight_format_loads_the_same_tensors(tmp_path):
+    from network import read_pretrained, weights_format
+    convs = alexnet_convs()
+    files = {"pytorch": tmp_path / "alexnet.pth", "npy": tmp_path / "bvlc_alexnet.npy",
+             "npy-bytes": tmp_path / "bvlc_alexnet_py2.npy", "onnx": tmp_path / "bvlcalexnet-12.onnx",
+             "keras1-h5": tmp_path / "alexnet_weights.h5", "keras1-h5-model": tmp_path / "model.h5"}
+    write_state_dict(files["pytorch"], convs)
+    write_bvlc_npy(files["npy"], convs)
+    write_bvlc_npy(files["npy-bytes"], convs, bytes_keys=True)
+    write_onnx(files["onnx"], convs)
+    write_keras1_h5(files["keras1-h5"], convs)
+    write_keras1_h5(files["keras1-h5-model"], convs, model_weights=True)
+    for kind, path in files.items():
+        assert weights_format(path) == kind.split("-model")[0].replace("npy-bytes", "npy")
+        got = read_pretrained(path)
+        assert set(got) == {"conv1", "conv2"}
+        for name, (w, b) in convs.items():
+            assert got[name][0].dtype == torch.float32 and got[name][0].is_contiguous()
+            assert torch.equal(got[name][0], torch.from_numpy(w)), (kind, name)
+            assert torch.equal(got[name][1], torch.from_numpy(b)), (kind, name)
+    m = load_pretrained(DSSN(5), files["keras1-h5"])   # into both streams
+    assert torch.equal(m.trunks[1].conv2.weight, torch.from_numpy(convs["conv2"][0]))
+
+
+def test_weight_files_without_both_convolutions_one_line(tmp_path):
+    from network import read_pretrained
+    convs = alexnet_convs()
+    convs_bad = {"conv1": convs["conv1"], "conv2": (convs["conv2"][0][:, :24], convs["conv2"][1])}
+    write_bvlc_npy(tmp_path / "a.npy", convs_bad)
+    write_keras1_h5(tmp_path / "a.h5", convs_bad)
+    write_onnx(tmp_path / "a.onnx", convs_bad)
+    for name, found in (("a.npy", "conv2 (5, 5, 24, 256)"), ("a.h5", "conv_2_1 (128, 24, 5, 5)"),
+                        ("a.onnx", "conv2_w_0 (256, 24, 5, 5)")):
+        with pytest.raises(ValueError) as e:
+            read_pretrained(tmp_path / name)
+        msg = str(e.value)
+        assert "\n" not in msg and name in msg and "(256, 48, 5, 5)" in msg and found in msg, msg
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="plain.npy: a plain float64 array"):
+        read_pretrained(tmp_path / "plain.npy")
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_npy_pickle_that_would_run_code_is_refused(tmp_path):
+    from network import read_pretrained
+    marker = tmp_path / "pwned"
+    np.save(tmp_path / "evil.npy", {"conv1": [_Evil(marker)]}, allow_pickle=True)
+    with pytest.raises(ValueError) as e:
+        read_pretrained(tmp_path / "evil.npy")
+    msg = str(e.value)
+    assert "\n" not in msg and "evil.npy" in msg and "refused" in msg and "system" in msg, msg
+    assert not marker.exists()
+    # (the same file through plain np.load would have run it: the test's pickle is real)
+    np.load(tmp_path / "evil.npy", allow_pickle=True)
+    assert marker.exists()

@@ -257,3 +257,64 @@ def test_train_stops_on_samples_it_cannot_preprocess(dataset, tmp_path, capsys):
     assert last == "error: 1 samples could not be preprocessed (see above)" and "Traceback" not in cap.err
     # the other 19 caches were made and are kept for the next run
     assert sum(f.endswith(".npz") for _, _, fs in os.walk(tmp_path / "cache") for f in fs) == 19
+
+
+def test_per_epoch_scores_authors_protocol_and_keras_weights(dataset, tmp_path, capsys):
+    import hashlib
+    from test_network import alexnet_convs, write_keras1_h5
+    h5 = tmp_path / "alexnet_weights.h5"
+    write_keras1_h5(h5, {k: (w * 0.01, b * 0.01) for k, (w, b) in alexnet_convs().items()})
+    out = tmp_path / "run"
+    assert run(dataset, out, "--pretrained", str(h5), epochs=3) == 0
+    log = (out / "train.log").read_text()
+    assert "Keras 1 HDF5" in log and hashlib.sha256(h5.read_bytes()).hexdigest() in log
+    s = json.loads((out / "summary.json").read_text())
+    curves = s["per_epoch"]
+    assert [e["epoch"] for e in curves] == [1, 2, 3]
+    for k in ("accuracy", "uf1", "uar", "author_f1"):   # the last epoch is the headline
+        assert curves[-1][k] == s[k]
+    folds = [json.loads((out / "folds" / f).read_text()) for f in sorted(os.listdir(out / "folds"))]
+    for fold in folds:
+        assert len(fold["epoch_predictions"]) == 3 and all(len(p) == 5 for p in fold["epoch_predictions"])
+        assert fold["epoch_predictions"][-1] == [r["prediction"] for r in fold["rows"]]
+    labels = [r["label"] for f in folds for r in f["rows"]]
+    for e, c in enumerate(curves):   # pooled over all folds, like the headline
+        pred = [p for f in folds for p in f["epoch_predictions"][e]]
+        assert c["accuracy"] == pytest.approx(accuracy_score(labels, pred))
+        assert c["uf1"] == pytest.approx(f1_score(labels, pred, average="macro", labels=range(5), zero_division=0))
+        assert c["train_loss"] == pytest.approx(np.mean([f["train_loss"][e] for f in folds]))
+    a = s["authors_protocol"]
+    best = max(c["author_f1"] for c in curves)
+    assert a["epoch"] == min(c["epoch"] for c in curves if c["author_f1"] == best)   # earliest of ties
+    assert a["author_f1"] == best and a["uf1"] == curves[a["epoch"] - 1]["uf1"] and "TEST" in a["note"]
+    assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"authors' protocol, epoch {a['epoch']} PICKED ON TEST DATA" in capsys.readouterr().out
+    # --summarize rebuilds the same curves from the fold files
+    os.remove(out / "summary.json")
+    assert train.main(["--summarize", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text()) == s
+    # fold files written before per-epoch scoring still summarize, without the curves
+    for f in os.listdir(out / "folds"):
+        fold = json.loads((out / "folds" / f).read_text())
+        del fold["epoch_predictions"]
+        (out / "folds" / f).write_text(json.dumps(fold))
+    capsys.readouterr()
+    m = train.summarize(str(out))
+    assert "per_epoch" not in m and "authors_protocol" not in m and m["uf1"] == s["uf1"]
+    assert "no per-epoch scores" in capsys.readouterr().out
+
+
+def test_per_epoch_scoring_leaves_training_unchanged():
+    import argparse
+    import torch
+    g = torch.Generator().manual_seed(0)
+    streams = [torch.randint(0, 256, (14, 227, 227, 3), dtype=torch.uint8, generator=g) for _ in range(2)]
+    y = torch.randint(0, 5, (14,), generator=g)
+    args = argparse.Namespace(model="DSSN", num_classes=5, combination_mode="mul", learning_rate=1e-3,
+                              batch_size=4, epochs=2, device="cpu", amp="none")
+    train_idx, test_idx = np.arange(10), np.arange(10, 14)
+    p0, l0, _ = train.train_fold(streams, y, train_idx, test_idx, args, seed=3)
+    epochs = []
+    p1, l1, _ = train.train_fold(streams, y, train_idx, test_idx, args, seed=3, epoch_probs=epochs)
+    assert np.array_equal(p0, p1) and l0 == l1   # bit-identical
+    assert len(epochs) == 2 and np.array_equal(epochs[-1], p1) and not np.array_equal(epochs[0], p1)

@@ -50,13 +50,18 @@ def test_table_has_one_row_per_variant(grid_run):
         for k in ("accuracy", "uf1", "uar", "author_f1"):
             assert float(r[k]) == pytest.approx(s[k], abs=1e-4)
         assert float(r["seconds"]) == pytest.approx(s["seconds"])
+        ap = s["authors_protocol"]   # the authors' protocol beside the last epoch
+        assert int(r["ap_epoch"]) == ap["epoch"]
+        for k in ("accuracy", "uf1", "author_f1"):
+            assert float(r[f"ap_{k}"]) == pytest.approx(ap[k], abs=1e-4)
         cfg = s["config"]   # each variant really ran with its own model and modes
         assert (cfg["model"], "".join(cfg["image_mode"])) == (r["model"], r["modes"])
         assert cfg["epochs"] == 1 and cfg["batch_size"] == 4   # the dataset flags were passed through
         if r["model"] == "DSSN":
             assert cfg["combination_mode"] == r["fusion"]
     md = (out / "table.md").read_text()
-    assert "| variant | model | modes | fusion | accuracy | UF1 | UAR | authors' F1 | seconds |" in md
+    assert ("| variant | model | modes | fusion | accuracy | UF1 | UAR | authors' F1 | AP epoch | AP accuracy | AP UF1 "
+            "| AP authors' F1 | seconds |") in md
     assert "| DSSN_FG_mul | DSSN | FG | mul |" in md and "| SSSN_G | SSSN | G | - |" in md
     assert "Not finished" not in md and "Warning" not in md
     assert not [f for f in os.listdir(out) if f.startswith(".tmp")]   # written atomically
@@ -96,3 +101,14 @@ def test_changed_settings_are_refused_not_mixed(grid_run, capsys):
     assert "epochs" in err and "SSSN_F stopped" in err
     # nothing was retrained or overwritten
     assert json.loads((grid_run["out"] / "SSSN_F" / "config.json").read_text())["epochs"] == 1
+
+
+def test_summary_from_before_per_epoch_scoring_leaves_ap_columns_empty(tmp_path):
+    cfg = dict(demo=True, epochs=1, batch_size=4, learning_rate=1e-3, seed=0, pretrained="none",
+               classes=make_demo.CLASSES, model="SSSN", image_mode=["F"])
+    (tmp_path / "SSSN_F").mkdir()
+    (tmp_path / "SSSN_F" / "summary.json").write_text(json.dumps(dict(
+        accuracy=0.5, uf1=0.4, uar=0.45, author_f1=0.42, seconds=3.0, folds=3, samples=15, config=cfg)))
+    md, rows = variants.write_table(str(tmp_path), variants.grid(), [])
+    assert rows[0]["ap_epoch"] == "" and rows[0]["ap_uf1"] == ""
+    assert "| SSSN_F | SSSN | F | - | 0.5000 | 0.4000 | 0.4500 | 0.4200 | - | - | - | - | 3.0 |" in md
