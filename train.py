@@ -61,7 +61,7 @@ def parser():
                    help="AlexNet conv1/conv2 state dict (e.g. the port's partial.pt), or none")
     p.add_argument("--seed", type=dl.nonneg_int, default=0)
     p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"],
-                   help="mixed precision; auto = bf16 on CUDA, none on CPU")
+                   help="mixed precision; auto = bf16 on a GPU with native bf16, else none (fp32); bf16 where it is not native is refused")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
     p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES])
     p.add_argument("--encoding", default="fixed", choices=pp.ENCODINGS)
@@ -183,8 +183,8 @@ def native_bf16(device):
     """(True, "") where bf16 autocast runs natively on `device`, else (False, why): the one check
     train.py and bench.py use. CPU: torch's own gate for oneDNN's bf16 kernels
     (torch.ops.mkldnn._is_mkldnn_bf16_supported: oneDNN's ISA detection, AVX-512 or newer), which
-    reads CPUID and runs no bf16 instruction. Without it autocast falls back to ATen's emulated bf16
-    kernels, 10-100x slower than fp32 (an AVX2 EPYC: a bf16 matmul at 0.9 GFLOP/s, fp32 131)."""
+    reads CPUID and runs no bf16 instruction. Without it autocast falls back to emulated bf16
+    kernels, 10-100x slower than fp32 (README, Performance). CUDA: compute capability 8.0+."""
     if device.startswith("cuda"):
         ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
         return ok, "" if ok else f"{device} has no native bf16 (needs compute capability 8.0 or newer)"
