@@ -152,7 +152,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, figures are rough")
     p.add_argument("--models", nargs="+", default=["DSSN-mul"], choices=["SSSN", "DSSN-add", "DSSN-mul", "DSSN-cat"])
     p.add_argument("--batch", type=dl.positive_int, help="batch size (default the authors' 60; --quick 8)")
-    p.add_argument("--epochs", type=dl.int_range(2), help="epochs of train_fold, the first untimed (default 4)")
+    p.add_argument("--epochs", type=dl.int_range(2), help="epochs of train_fold, the first untimed (default 3)")
     a = p.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -165,7 +165,7 @@ def main(argv=None):
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.utils.deterministic.fill_uninitialized_memory = False
     batch = a.batch or (8 if a.quick else 60)
-    epochs = a.epochs or (2 if a.quick else 4)
+    epochs = a.epochs or (2 if a.quick else 3)
     n_train = batch * (2 if a.quick else 4)   # 240 at batch 60, about a CASME II fold (237)
     gemm_n = 512 if a.quick else 8192 if cuda else 2048
     t0 = time.perf_counter()
