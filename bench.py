@@ -2,7 +2,7 @@
 Speed of DSSN training, inference and preprocessing on this machine, each FLOP rate with its ratio
 to the same machine's measured peak.
 
-    python bench.py --json out.json      # about 2 minutes on a 2-core CPU
+    python bench.py --json out.json      # under a minute on an idle 2-core CPU, ~4 on a busy one
     python bench.py --quick              # seconds (tests/test_bench.py)
     python bench.py --device cuda        # auto (default) picks cuda when there is one
 
