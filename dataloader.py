@@ -13,13 +13,17 @@ Datasets, coding sheets, feature caches and LOSO splits.
 Everything that differs per dataset lives in the DATASETS table below; the functions are shared.
 Sheets, layouts and class sets: ../shared/reference/dssn-facts.md, section 5.
 """
+import argparse
 import collections
 import glob
 import json
+import math
 import os
 import re
 import string
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from multiprocessing import get_context
 
@@ -452,7 +456,6 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
     failures = []
     if not jobs:
         return failures
-    bar = tqdm(total=len(jobs), desc="preprocess", disable=quiet, unit="pair")
     pending = []
 
     def flush():
@@ -461,23 +464,22 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
             err = _write_one(job, on, ap, u, v)
             if err:
                 failures.append((f"{job[0]['subject']}/{job[0]['filename']}", err))
-        bar.update(len(pending))
         pending.clear()
 
     workers = max(1, min(workers, len(jobs)))
     # fork shares the loaded dlib model
     with get_context("fork").Pool(workers) if workers > 1 else _Serial() as pool:
-        for job, crops, err in pool.imap_unordered(_crop_one, jobs):
+        # the bar counts aligned pairs; their flow follows in batches of FLOW_BATCH
+        for job, crops, err in progress(pool.imap_unordered(_crop_one, jobs), "preprocess", len(jobs),
+                                        "pair", disable=quiet):
             if err:
                 failures.append((f"{job[0]['subject']}/{job[0]['filename']}", err))
-                bar.update(1)
                 continue
             pending.append((job, crops))
             if len(pending) == FLOW_BATCH:
                 flush()
         if pending:
             flush()
-    bar.close()
     return failures
 
 
@@ -537,3 +539,91 @@ def loso_splits(subjects):
     subjects = np.asarray(subjects)
     for s in sorted(set(subjects.tolist())):
         yield s, np.flatnonzero(subjects != s), np.flatnonzero(subjects == s)
+
+
+# ---------------------------------------------------------------------------------------------
+# command-line helpers shared by every script: flag ranges checked at parse time, progress output
+
+def int_range(lo, hi=None):
+    """An argparse type: an integer in lo..hi, else argparse's one-line error naming the flag
+    (`train.py: error: argument --epochs: must be 1 or more, got 0`), before any work starts."""
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            want = f"{lo} or more" if hi is None else f"{lo}..{hi}"
+            raise argparse.ArgumentTypeError(f"must be {want}, got {v}")
+        return v
+    parse.__name__ = f"int {lo}.." + ("" if hi is None else str(hi))
+    return parse
+
+
+positive_int = int_range(1)
+nonneg_int = int_range(0)
+
+
+def positive_float(text):
+    """An argparse type: a finite number above 0 (e.g. a learning rate)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return v
+
+
+def shard(text):
+    """An argparse type for --shard I/N: (I, N) with 1 <= I <= N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        i = n = 0
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N (e.g. 2/4), got {text!r}")
+    return i, n
+
+
+class progress:
+    """Progress of a loop: a tqdm bar on a terminal; elsewhere (a SLURM log, a pipe) a plain line
+    at most every `every` seconds instead of carriage-return updates, so log files stay readable.
+    `set_postfix(loss="0.123")` shows figures with it (call it once per item at most, e.g. per
+    epoch: the value is formatted by the caller, so a CUDA loop syncs only when it asks to).
+
+        bar = dl.progress(range(100), "train", unit="epoch")
+        for epoch in bar:
+            ...
+            bar.set_postfix(loss=f"{loss:.3f}")
+    """
+
+    def __init__(self, iterable, desc, total=None, unit="it", every=30.0, disable=False, file=None):
+        self.file = file or sys.stderr
+        self.iterable, self.desc, self.unit, self.every = iterable, desc, unit, every
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+        self.postfix, self.disable = {}, disable
+        self.bar = None
+        if not disable and self.file.isatty():
+            self.bar = tqdm(iterable, desc=desc, total=self.total, unit=unit, leave=False,
+                            dynamic_ncols=True, file=self.file)
+
+    def set_postfix(self, **kw):
+        self.postfix = kw
+        if self.bar is not None:
+            self.bar.set_postfix(kw, refresh=False)
+
+    def __iter__(self):
+        if self.bar is not None:
+            yield from self.bar
+            return
+        t0 = last = time.perf_counter()
+        for n, item in enumerate(self.iterable, 1):
+            yield item
+            now = time.perf_counter()
+            if not self.disable and now - last >= self.every and n != self.total:
+                last = now
+                of = f"/{self.total}" if self.total else ""
+                left = f", about {(self.total - n) * (now - t0) / n:.0f}s left" if self.total else ""
+                extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
+                print(f"{self.desc}: {n}{of} {self.unit}s, {now - t0:.0f}s{left}{extra}", file=self.file, flush=True)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+import dataloader as dl
 import preprocess
 
 CLASSES = ["happiness", "disgust", "repression", "surprise", "others"]   # CASME II 5-class set
@@ -178,16 +179,17 @@ def build_demo(root, subjects=5, clips_per_class=2, frames=6, seed=0, size=(320,
     return os.path.join(root, SHEET)
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="demo")
-    p.add_argument("--subjects", type=int, default=5)
-    p.add_argument("--clips_per_class", type=int, default=2)
-    p.add_argument("--frames", type=int, default=6)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
+    p.add_argument("--subjects", type=dl.positive_int, default=5)
+    p.add_argument("--clips_per_class", type=dl.positive_int, default=2)
+    p.add_argument("--frames", type=dl.int_range(3), default=6,
+                   help="frames a clip (3 or more: onset, apex and offset are distinct)")
+    p.add_argument("--seed", type=dl.nonneg_int, default=0)
+    p.add_argument("--size", type=dl.int_range(64), nargs=2, default=(320, 240), metavar=("W", "H"))
     p.add_argument("--force", action="store_true", help="delete --root first and rebuild")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     if a.force:
         shutil.rmtree(a.root, ignore_errors=True)
     t = time.time()

@@ -31,7 +31,7 @@ def parser():
     p.add_argument("--root", nargs="+", required=True, help="dataset folder(s) holding the subject "
                    "folders (SMIC: the HS, VIS or NIR folder; COMPOSITE: CASME II, SAMM, SMIC)")
     p.add_argument("--catego", required=True, choices=list(dl.DATASETS), help="dataset")
-    p.add_argument("--num_classes", type=int, default=None,
+    p.add_argument("--num_classes", type=dl.positive_int, default=None,
                    help="class set: default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE 3); 3 = MEGC")
     p.add_argument("--cache_dir", default=None, help="cache folder (default cache/<catego>)")
     p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES],
@@ -40,9 +40,9 @@ def parser():
                    help="fixed: authors' x16+128; minmax: the port's per-sample rescaling")
     p.add_argument("--flow", default="ipol", choices=pp.FLOW_METHODS,
                    help="TV-L1 flow: ipol, the authors' program (torch port); opencv: OpenCV's DualTVL1")
-    p.add_argument("--workers", type=int, default=os.cpu_count(), help="processes")
+    p.add_argument("--workers", type=dl.positive_int, default=os.cpu_count(), help="processes")
     p.add_argument("--check", action="store_true", help="only list samples and missing frames")
-    p.add_argument("--show", type=int, default=None, metavar="N", help="plot sample N's inputs")
+    p.add_argument("--show", type=dl.nonneg_int, default=None, metavar="N", help="plot sample N's inputs")
     p.add_argument("--out", default="sample.png", help="image file for --show")
     return p
 

@@ -49,33 +49,33 @@ def parser():
     p.add_argument("--catego", default="CASME", choices=list(dl.DATASETS), help="dataset")
     p.add_argument("--img_root", nargs="+", help="dataset folder holding the subject folders; "
                    "COMPOSITE: CASME II, SAMM, SMIC")
-    p.add_argument("--num_classes", type=int, default=None,
+    p.add_argument("--num_classes", type=dl.positive_int, default=None,
                    help="class set; default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE 3)")
     p.add_argument("--combination_mode", default="mul", choices=DSSN.MODES, help="DSSN fusion")
     p.add_argument("--image_mode", nargs="+", default=None,
                    help="third channel per stream: F S G (DSSN two, SSSN one; default F G / G)")
-    p.add_argument("--batch_size", type=int, help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
+    p.add_argument("--batch_size", type=dl.positive_int, help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
     p.add_argument("--weight_save_path", help="run folder (default runs/<catego>_<model>_<modes>)")
     p.add_argument("--model", default="DSSN", choices=["SSSN", "DSSN"])
-    p.add_argument("--epochs", type=int, help=f"default {PAPER['epochs']} (demo {DEMO['epochs']})")
-    p.add_argument("--learning_rate", type=float,
+    p.add_argument("--epochs", type=dl.positive_int, help=f"default {PAPER['epochs']} (demo {DEMO['epochs']})")
+    p.add_argument("--learning_rate", type=dl.positive_float,
                    help=f"default {PAPER['learning_rate']} (demo {DEMO['learning_rate']})")
     p.add_argument("--cache_dir", help="feature caches (default cache/<catego>); missing ones are built")
     p.add_argument("--pretrained", default="none",
                    help="ImageNet AlexNet conv1/conv2: the authors' Keras 1 alexnet_weights.h5, bvlc_alexnet.npy, "
                    "bvlcalexnet-*.onnx or a state dict (the port's partial.pt); or none")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=dl.nonneg_int, default=0)
     p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"],
-                   help="mixed precision; auto = bf16 on CUDA, none on CPU")
+                   help="mixed precision; auto = bf16 on a GPU with native bf16, else none (fp32); bf16 where it is not native is refused")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
     p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES])
     p.add_argument("--encoding", default="fixed", choices=pp.ENCODINGS)
     p.add_argument("--flow", default="ipol", choices=pp.FLOW_METHODS,
                    help="TV-L1 flow: ipol, the authors' program (torch port); opencv: OpenCV's DualTVL1")
-    p.add_argument("--workers", type=int, default=os.cpu_count(), help="preprocessing processes")
+    p.add_argument("--workers", type=dl.positive_int, default=os.cpu_count(), help="preprocessing processes")
     p.add_argument("--subjects", nargs="+", help="run only these held-out subjects' folds")
-    p.add_argument("--shard", metavar="I/N", help="run every N-th fold starting at the I-th (1-based), "
-                   "e.g. a SLURM array task's share")
+    p.add_argument("--shard", metavar="I/N", type=dl.shard,
+                   help="run every N-th fold starting at the I-th (1-based), e.g. a SLURM array task's share")
     p.add_argument("--save_weights", action="store_true", help="also save each fold's model")
     p.add_argument("--new", action="store_true", help="if the run folder exists, use a new one beside it")
     p.add_argument("--summarize", metavar="RUN_DIR", help="only write the summary of a run folder")
@@ -89,6 +89,14 @@ def parser():
 
 def resolve(args):
     """Fill defaults that depend on the dataset (paper settings) or the demo."""
+    # device and precision first: a request this machine cannot honour is refused before any work
+    args.device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise dl.DataError(f"--device {args.device}: torch sees no CUDA device (use --device cpu)")
+    if args.amp == "auto":
+        args.amp = "bf16" if args.device.startswith("cuda") and native_bf16(args.device)[0] else "none"
+    if args.amp == "bf16" and not native_bf16(args.device)[0]:
+        raise dl.DataError(f"--amp bf16: {native_bf16(args.device)[1]}; use --amp none (fp32)")
     if args.path is None and args.img_root is None:
         import make_demo
         sheet = os.path.join(args.demo_dir, make_demo.SHEET)
@@ -119,9 +127,6 @@ def resolve(args):
     name = f"{tag}_{args.model}_{''.join(args.image_mode)}" + (f"_{args.combination_mode}" if want == 2 else "") \
         + ("_final" if args.final else "")
     args.weight_save_path = args.weight_save_path or os.path.join("runs", name)
-    args.device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if args.amp == "auto":
-        args.amp = "bf16" if args.device.startswith("cuda") else "none"
     return args
 
 
@@ -181,6 +186,24 @@ def fold_seed(seed, subject):
     return (seed * 1_000_003 + zlib.crc32(str(subject).encode())) % 2**31
 
 
+def native_bf16(device):
+    """(True, "") where bf16 autocast runs natively on `device`, else (False, why): the one check
+    train.py and bench.py use. CPU: torch's own gate for oneDNN's bf16 kernels
+    (torch.ops.mkldnn._is_mkldnn_bf16_supported: oneDNN's ISA detection, AVX-512 or newer), which
+    reads CPUID and runs no bf16 instruction. Without it autocast falls back to emulated bf16
+    kernels, 10-100x slower than fp32 (README, Performance). CUDA: compute capability 8.0+."""
+    if device.startswith("cuda"):
+        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        return ok, "" if ok else f"{device} has no native bf16 (needs compute capability 8.0 or newer)"
+    try:
+        ok = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):   # a torch build without oneDNN
+        ok = False
+    isa = torch.backends.cpu.get_cpu_capability()
+    return ok, "" if ok else (f"this CPU ({isa}) has no native bf16 in oneDNN, so bf16 would be "
+                              f"emulated 10-100x slower than fp32")
+
+
 def autocast(device, amp):
     if amp == "bf16":
         return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
@@ -215,7 +238,8 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     te = torch.as_tensor(test_idx, device=device)
     batch = lambda idx: [s[idx].permute(0, 3, 1, 2) for s in streams]   # NHWC gather -> channels_last
     losses, per_epoch = [], []
-    for _ in range(args.epochs):
+    bar = dl.progress(range(args.epochs), "train", unit="epoch")
+    for _ in bar:
         model.train()
         perm = tr[torch.randperm(len(tr), generator=gen).to(device)]
         total = torch.zeros((), device=device)
@@ -229,6 +253,7 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
             sched.step()
             total += loss.detach() * len(idx)   # stays on the device: no sync per step
         losses.append(total)
+        bar.set_postfix(loss=f"{float(total) / len(tr):.3f}")   # one host sync per epoch, none per step
         if epoch_probs is not None and len(te):
             per_epoch.append(predict(model, streams, te, args))
     probs = per_epoch[-1] if per_epoch else predict(model, streams, te, args)
@@ -419,13 +444,11 @@ def main_run(args):
                                f"(subjects: {' '.join(s for s, _, _ in splits)})")
         splits = [s for s in splits if s[0] in args.subjects]
     if args.shard:
-        try:
-            i, n = map(int, args.shard.split("/"))
-            assert 1 <= i <= n
-        except (ValueError, AssertionError):
-            raise dl.DataError(f"--shard {args.shard}: expected I/N with 1 <= I <= N, e.g. 2/4") from None
+        i, n = args.shard
         splits = splits[i - 1::n]
     datasets = samples.table["dataset"].to_numpy(str)
+    todo = [s for s, _, _ in splits if not os.path.isfile(os.path.join(run, "folds", f"{s}.json"))]
+    spent = []   # seconds of each fold trained by this process: the time left is their mean x folds to go
     for k, (subject, train_idx, test_idx) in enumerate(splits):
         fold_path = os.path.join(run, "folds", f"{subject}.json")
         if os.path.isfile(fold_path):
@@ -446,8 +469,11 @@ def main_run(args):
                     epoch_predictions=[p.argmax(1).tolist() for p in epochs])
         dl.atomic_write(fold_path, lambda f: f.write(json.dumps(fold).encode()))
         acc = float((pred == data.y[test_idx]).mean())
+        spent.append(fold["seconds"])
+        left = np.mean(spent) * (len(todo) - len(spent))
         log(f"fold {k + 1}/{len(splits)} subject {subject}: {len(test_idx)} test, acc {acc:.3f}, "
-            f"train loss {losses[0]:.3f} -> {losses[-1]:.3f}, {fold['seconds']:.1f}s")
+            f"train loss {losses[0]:.3f} -> {losses[-1]:.3f}, {fold['seconds']:.1f}s"
+            + (f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f}s left" if left else ""))
     done = len([n for n in os.listdir(os.path.join(run, "folds")) if n.endswith(".json")])
     if done < len(set(data.subjects.tolist())):
         log(f"{done} of {len(set(data.subjects.tolist()))} folds finished in {run}; the summary is "

@@ -23,6 +23,8 @@ import os
 import re
 import sys
 
+import dataloader as dl
+
 # {prefix}_{digits}.{ext}; the prefix is greedy so only the last "_" splits off the frame.
 FRAME_RE = re.compile(r"^(?P<prefix>.+)_(?P<digits>[0-9]+)\.(?P<ext>[A-Za-z0-9]+)$")
 IMAGE_EXTS = {"jpg", "jpeg", "png", "bmp"}
@@ -92,8 +94,6 @@ def cmd_samm_rename(args):
         return error(args.command, f"--root {args.root} does not exist")
     if not os.path.isdir(args.root):
         return error(args.command, f"--root {args.root} is not a directory")
-    if args.width < 1:
-        return error(args.command, f"--width must be >= 1, got {args.width}")
     renames, already, skipped = samm_rename_plan(args.root, args.width)
     rel = lambda p: os.path.relpath(p, args.root)
     for old, new in renames:
@@ -120,7 +120,7 @@ def main(argv=None):
     p = sub.add_parser("samm_rename", help="zero-pad SAMM frame numbers in file names")
     p.add_argument("--root", required=True, help="SAMM root (subject/clip folders) or one clip folder")
     p.add_argument("--apply", action="store_true", help="rename; without it only list (dry run)")
-    p.add_argument("--width", type=int, default=5, help="digits of the padded frame number")
+    p.add_argument("--width", type=dl.positive_int, default=5, help="digits of the padded frame number")
     p.set_defaults(func=cmd_samm_rename)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -1,5 +1,7 @@
 """Every dataset from its native files: CASME II .xlsx, SAMM .xlsx, SMIC folder trees, the port's
 CSV and the MEGC 2019 composite, built small from the demo's astronaut frames (make_demo)."""
+import importlib
+import io
 import os
 import shutil
 
@@ -347,3 +349,65 @@ def test_one_class_is_an_error_and_single_sample_subjects_are_reported(data, tmp
     casme_sheet(tmp_path / "single.xlsx", rows.iloc[:, :7].values.tolist())
     s = dl.read_samples(str(tmp_path / "single.xlsx"), data["casme"], "CASME")
     assert "subjects with a single sample: 02" in dl.describe(s)
+
+
+# --- flags checked at parse time by every script (dataloader's argparse types) ---------------
+NO = "/nonexistent/dssn"   # never read: the flag must be refused first
+REFUSED = [
+    ("train", ["--path", NO, "--img_root", NO, "--epochs", "0"], "--epochs"),
+    ("train", ["--path", NO, "--img_root", NO, "--epochs", "-3"], "--epochs"),
+    ("train", ["--path", NO, "--img_root", NO, "--batch_size", "0"], "--batch_size"),
+    ("train", ["--path", NO, "--img_root", NO, "--learning_rate", "-1"], "--learning_rate"),
+    ("train", ["--path", NO, "--img_root", NO, "--learning_rate", "nan"], "--learning_rate"),
+    ("train", ["--path", NO, "--img_root", NO, "--shard", "0/2"], "--shard"),
+    ("train", ["--path", NO, "--img_root", NO, "--shard", "3/2"], "--shard"),
+    ("train", ["--path", NO, "--img_root", NO, "--shard", "two"], "--shard"),
+    ("train", ["--path", NO, "--img_root", NO, "--workers", "0"], "--workers"),
+    ("train", ["--path", NO, "--img_root", NO, "--workers", "-2"], "--workers"),
+    ("train", ["--path", NO, "--img_root", NO, "--seed", "-1"], "--seed"),
+    ("train", ["--path", NO, "--img_root", NO, "--num_classes", "0"], "--num_classes"),
+    ("save_preprocess_weight", ["--root", NO, "--catego", "CASME", "--workers", "0"], "--workers"),
+    ("save_preprocess_weight", ["--root", NO, "--catego", "CASME", "--show", "-1"], "--show"),
+    ("save_preprocess_weight", ["--root", NO, "--catego", "CASME", "--num_classes", "x"], "--num_classes"),
+    ("variants", ["--path", NO, "--img_root", NO, "--epochs", "0"], "--epochs"),
+    ("variants", ["--path", NO, "--img_root", NO, "--batch_size", "-1"], "--batch_size"),
+    ("variants", ["--path", NO, "--img_root", NO, "--learning_rate", "0"], "--learning_rate"),
+    ("variants", ["--path", NO, "--img_root", NO, "--workers", "0"], "--workers"),
+    ("predict", ["--weights", NO, "--video", NO, "--onset_frame", "-1"], "--onset_frame"),
+    ("predict", ["--weights", NO, "--video", NO, "--onset_frame", "0", "--window", "0"], "--window"),
+    ("predict", ["--weights", NO, "--video", NO, "--onset_frame", "0", "--apex_frame", "-2"], "--apex_frame"),
+    ("bench", ["--batch", "0"], "--batch"),
+    ("bench", ["--epochs", "1"], "--epochs"),
+    ("make_demo", ["--root", NO, "--frames", "2"], "--frames"),
+    ("make_demo", ["--root", NO, "--subjects", "0"], "--subjects"),
+    ("make_demo", ["--root", NO, "--size", "320", "0"], "--size"),
+    ("utils", ["samm_rename", "--root", NO, "--width", "0"], "--width"),
+]
+
+
+@pytest.mark.parametrize("script, argv, flag", REFUSED, ids=[f"{s}{a[-2]}{a[-1]}" for s, a, _ in REFUSED])
+def test_numeric_flags_are_refused_at_parse_time(script, argv, flag, capsys):
+    main = importlib.import_module(script).main
+    with pytest.raises(SystemExit) as e:   # argparse's exit: nothing after parsing ran
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"error: argument {flag}" in err, err
+
+
+def test_flag_types_accept_what_they_should():
+    assert dl.positive_int("3") == 3 and dl.nonneg_int("0") == 0 and dl.int_range(3)("3") == 3
+    assert dl.positive_float("1e-4") == 1e-4 and dl.shard("2/4") == (2, 4) and dl.shard("1/1") == (1, 1)
+
+
+def test_progress_writes_plain_lines_when_not_a_terminal():
+    f = io.StringIO()   # a log file or a pipe: no carriage returns, one readable line per update
+    bar = dl.progress(range(4), "train", unit="epoch", every=0, file=f)
+    for i in bar:
+        bar.set_postfix(loss=f"{i:.3f}")
+    lines = f.getvalue().splitlines()
+    assert "\r" not in f.getvalue() and len(lines) == 3, lines   # the last item is left to the caller
+    assert lines[0].startswith("train: 1/4 epochs") and lines[0].endswith("loss 0.000")
+    assert lines[2].startswith("train: 3/4 epochs") and lines[2].endswith("loss 2.000")
+    quiet = io.StringIO()
+    assert list(dl.progress(iter(range(3)), "x", every=3600, file=quiet)) == [0, 1, 2] and quiet.getvalue() == ""

@@ -1,0 +1,101 @@
+"""The CUDA path, on a GPU machine (skipped without CUDA):
+
+    python -m pytest -q tests/test_cuda.py && python bench.py --json bench_gpu.json
+
+one demo fold in fp32 and bf16, CPU and CUDA logits of the same weights, --final + predict.py,
+and bench.py --quick, all on CUDA."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import make_demo
+import predict
+import save_preprocess_weight
+import train
+from network import build_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cuda")
+    sheet = make_demo.build_demo(str(d / "frames"), subjects=3, clips_per_class=1, frames=4)
+    assert save_preprocess_weight.main(["--csv_path", sheet, "--root", str(d / "frames"), "--catego", "CASME",
+                                        "--cache_dir", str(d / "cache"), "--workers", "2"]) == 0
+    return dict(sheet=sheet, root=str(d / "frames"), cache=str(d / "cache"), dir=d)
+
+
+def run(dataset, out, *extra):
+    return train.main(["--path", dataset["sheet"], "--img_root", dataset["root"], "--cache_dir", dataset["cache"],
+                       "--weight_save_path", str(out), "--epochs", "3", "--batch_size", "4",
+                       "--learning_rate", "1e-3", "--device", "cuda", *extra])
+
+
+@pytest.mark.parametrize("amp", ["none", "bf16"])
+def test_one_fold_on_cuda(dataset, tmp_path, amp):
+    if amp == "bf16" and not train.native_bf16("cuda")[0]:
+        pytest.skip(train.native_bf16("cuda")[1])
+    assert run(dataset, tmp_path / "run", "--amp", amp, "--subjects", "01") == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["device_type"] == "cuda" and config["amp"] == amp
+    fold = json.loads((tmp_path / "run" / "folds" / "01.json").read_text())
+    assert len(fold["rows"]) == 5 and len(fold["train_loss"]) == 3
+    assert all(np.isfinite(fold["train_loss"]))
+    probs = np.array([[r[f"p_{c}"] for c in make_demo.CLASSES] for r in fold["rows"]])
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+
+
+def test_cpu_and_cuda_logits_of_the_same_weights_agree():
+    torch.manual_seed(0)
+    model = build_model("DSSN", 5, "mul").eval()
+    xs = [torch.randint(0, 256, (4, 3, 227, 227), dtype=torch.uint8) for _ in range(2)]
+    with torch.no_grad():
+        cpu = model(*xs)
+        tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False   # plain fp32
+        try:
+            gpu = model.to("cuda", memory_format=torch.channels_last)(*[x.cuda() for x in xs]).cpu()
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf16 = model(*[x.cuda() for x in xs]).float().cpu()
+    scale = cpu.abs().max()
+    assert torch.isfinite(gpu).all() and scale > 0
+    assert (gpu - cpu).abs().max() <= 1e-4 * scale, (gpu - cpu).abs().max() / scale   # summation order only
+    assert (bf16 - cpu).abs().max() <= 5e-2 * scale, (bf16 - cpu).abs().max() / scale  # 8-bit mantissa
+
+
+def test_final_model_and_predict_on_cuda(dataset, tmp_path, capsys):
+    assert run(dataset, tmp_path / "final", "--final") == 0
+    weights = str(tmp_path / "final" / "final.pt")
+    ckpt = torch.load(weights, weights_only=False)   # no map_location: tensors come back where they were saved
+    assert all(v.device.type == "cpu" for v in ckpt["state_dict"].values())   # loadable without a GPU
+    folder = os.path.join(dataset["root"], "sub01", sorted(os.listdir(os.path.join(dataset["root"], "sub01")))[0])
+    pair = ["--onset", os.path.join(folder, "img1.jpg"), "--apex", os.path.join(folder, "img3.jpg")]
+    capsys.readouterr()
+    assert predict.main(["--weights", weights, "--device", "cuda", "--json", *pair]) == 0
+    on_gpu = json.loads(capsys.readouterr().out)
+    assert predict.main(["--weights", weights, "--device", "cpu", "--json", *pair]) == 0
+    on_cpu = json.loads(capsys.readouterr().out)
+    assert set(on_gpu["probabilities"]) == set(make_demo.CLASSES)
+    for c, p in on_cpu["probabilities"].items():   # fp32 both, TF32 convolutions allowed on the GPU
+        assert abs(on_gpu["probabilities"][c] - p) < 1e-2, (c, p, on_gpu["probabilities"][c])
+
+
+def test_bench_quick_on_cuda(tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "bench.py", "--quick", "--device", "cuda", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(out.read_text())
+    assert res["device"] == torch.cuda.get_device_name("cuda")
+    for prec, m in res["models"]["DSSN-mul"].items():
+        assert m["train_samples_per_s"] > 0 and m["infer_samples_per_s"] > 0 and res["peak"][prec]["peak"] > 0
+    assert ("bf16" in res["models"]["DSSN-mul"]) == train.native_bf16("cuda")[0]
