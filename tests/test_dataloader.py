@@ -125,7 +125,7 @@ def test_casme_apex_slash_uses_middle_frame(data, tmp_path):
     casme_sheet(tmp_path / "CASME2-coding-x.xlsx", rows)
     s = dl.read_samples(str(tmp_path / "CASME2-coding-x.xlsx"), data["casme"], "CASME")
     assert s.table.apex[3] == 2   # (1 + 3) // 2
-    assert any("middle frame" in n and rows[3][1] in n for n in s.notes)
+    assert any("middle frame 2 used" in n and f"{rows[3][0]}/{rows[3][1]}@1" in n and "row 5" in n for n in s.notes)
     assert "middle frame" in dl.describe(s)
 
 
@@ -151,7 +151,8 @@ def test_samm_xlsx_note_rows_padded_and_unpadded(data):
     assert on["006"].endswith("006_05561.jpg") and on["007"].endswith("007_5561.jpg")
     s3 = dl.read_samples(data["samm_sheet"], data["samm"], "SAMM", 3)   # Other dropped, Fear kept
     assert counts(s3) == {"negative": 5, "positive": 2, "surprise": 2}
-    assert dl.missing(s3) == [("clip folder", os.path.join(data["samm"], "007", "007_99_1"), 1)]
+    assert dl.missing(s3) == [("clip folder", os.path.join(data["samm"], "007", "007_99_1"), 1,
+                               f"{data['samm_sheet']}: row 25")]
 
 
 @pytest.mark.parametrize("kind", ["HS", "VIS", "NIR"])
@@ -220,7 +221,7 @@ def test_casme_real_counts(tmp_path):
     assert len(s.table) == 246 and s.table.subject.nunique() == 26
     assert "dropped 9 (not in the 5-class set): sadness 7, fear 2" in s.notes
     assert s.table.set_index(["subject", "filename"]).apex["04", "EP02_01f"] == 15   # "/": (10 + 20) // 2
-    assert "apex missing, middle frame used: 04/EP02_01f" in s.notes
+    assert f"{sheet}: row 31: apex '/' missing (04/EP02_01f@10, offset 20): middle frame 15 used" in s.notes
     s3 = dl.read_samples(sheet, root, "CASME", 3)
     assert counts(s3) == {"negative": 90, "positive": 32, "surprise": 25}
 
@@ -264,7 +265,7 @@ def test_bad_inputs(data, tmp_path):
     no_emotion = tmp_path / "no_emotion.csv"
     df.drop(columns="Estimated Emotion").to_csv(no_emotion, index=False)
     assert "missing column Estimated Emotion" in error(str(no_emotion), casme, "CASME")
-    assert "'CASME3' unknown" in error(sheet, casme, "CASME3")
+    assert "'CASME4' unknown" in error(sheet, casme, "CASME4")
     header_only = tmp_path / "header.csv"
     df.iloc[:0].to_csv(header_only, index=False)
     assert "header but no rows" in error(str(header_only), casme, "CASME")
@@ -279,7 +280,7 @@ def test_bad_inputs(data, tmp_path):
     assert "dataset folder not found" in error(sheet, str(tmp_path / "nope"), "CASME")
     dup = tmp_path / "dup.csv"
     pd.concat([df, df.iloc[[2]]]).to_csv(dup, index=False)
-    assert f"{dup}: row 12: duplicate sample 01/{df.Filename[2]}" in error(str(dup), casme, "CASME")
+    assert f"{dup}: row 12: duplicate sample 01/{df.Filename[2]}@1" in error(str(dup), casme, "CASME")
     assert "--num_classes 5 does not fit SMIC" in error(None, os.path.join(data["smic"], "HS"), "SMIC", 5)
     assert "--num_classes 4 does not fit CASME" in error(sheet, casme, "CASME", 4)
     msg = error(None, data["smic"], "SMIC")   # the folder above HS / VIS / NIR
@@ -303,8 +304,8 @@ def test_check_reports_missing_subject_folder_once(data, tmp_path, capsys):
     shutil.rmtree(root / "sub01" / data["df"].Filename[0])
     assert spw.main(["--csv_path", data["sheet"], "--root", str(root), "--catego", "CASME", "--check"]) == 1
     out = capsys.readouterr().out
-    assert f"missing subject folder: {root / 'sub02'}  (5 samples)" in out
-    assert f"missing clip folder: {root / 'sub01' / data['df'].Filename[0]}" in out
+    assert f"missing subject folder: {root / 'sub02'}  (5 samples, first {data['sheet']}: row 7)" in out
+    assert f"missing clip folder: {root / 'sub01' / data['df'].Filename[0]}  ({data['sheet']}: row 2)" in out
     assert "missing frame:" not in out and out.count("  missing ") == 2
     assert "2 missing frames or folders, 6 of 10 samples affected" in out
     assert "others" in out and "per subject: 01:5, 02:5" in out
