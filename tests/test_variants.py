@@ -96,3 +96,16 @@ def test_changed_settings_are_refused_not_mixed(grid_run, capsys):
     assert "epochs" in err and "SSSN_F stopped" in err
     # nothing was retrained or overwritten
     assert json.loads((grid_run["out"] / "SSSN_F" / "config.json").read_text())["epochs"] == 1
+
+
+def test_dataset_flags_pass_through_to_train():
+    import train
+    args = variants.parser().parse_args([
+        "--catego", "COMPOSITE", "--parts", "CASME", "SAMM", "--path", "c.xlsx", "s.xlsx", "--img_root", "C", "S",
+        "--protocol", "lodo", "--classes", "negative", "positive", "--num_classes", "3"])
+    a = train.parser().parse_args(variants.train_argv(args, "DSSN", ["F", "G"], "mul", "run"))
+    assert (a.catego, a.parts, a.path, a.img_root) == ("COMPOSITE", ["CASME", "SAMM"], ["c.xlsx", "s.xlsx"], ["C", "S"])
+    assert (a.protocol, a.classes, a.num_classes) == ("lodo", ["negative", "positive"], 3)
+    custom = variants.parser().parse_args(["--catego", "CUSTOM", "--path", "clips.csv", "--img_root", "R"])
+    a = train.parser().parse_args(variants.train_argv(custom, "SSSN", ["G"], None, "run"))
+    assert (a.catego, a.path, a.img_root, a.protocol, a.classes) == ("CUSTOM", ["clips.csv"], ["R"], "loso", None)
