@@ -531,3 +531,21 @@ def test_composite_of_chosen_parts_and_lodo_splits(data, casme3):
         sheets, [data["casme"], data["samm"]], "COMPOSITE", parts=["CASME", "SAMM"])
     with pytest.raises(dl.DataError, match="lodo needs two or more datasets"):
         list(dl.lodo_splits(["CASME"] * 3))
+
+
+def test_readme_mmew_mapping_gives_a_custom_csv(custom, tmp_path):
+    # MMEW's sheet and layout (clips under <emotion>/<Filename>/), mapped as the README shows
+    rows = []
+    for r in custom["df"].itertuples():
+        emotion = r.emotion.capitalize()
+        shutil.copytree(os.path.join(custom["root"], r.clip), tmp_path / "mmew" / emotion / f"{r.subject}_{r.emotion}")
+        rows.append(dict(Subject=r.subject, Filename=f"{r.subject}_{r.emotion}", OnsetFrame=r.onset,
+                         ApexFrame=r.apex, OffsetFrame=r.onset + 3, **{"Estimated Emotion": emotion}))
+    pd.DataFrame(rows).to_excel(tmp_path / "MMEW_Micro_Exp.xlsx", index=False)
+    df = pd.read_excel(tmp_path / "MMEW_Micro_Exp.xlsx")   # the README's lines, paths aside
+    pd.DataFrame({"subject": df["Subject"], "clip": df["Estimated Emotion"] + "/" + df["Filename"],
+                  "onset": df["OnsetFrame"], "apex": df["ApexFrame"], "offset": df["OffsetFrame"],
+                  "emotion": df["Estimated Emotion"]}).to_csv(tmp_path / "mmew.csv", index=False)
+    s = dl.read_samples(str(tmp_path / "mmew.csv"), str(tmp_path / "mmew"), "CUSTOM")
+    assert s.classes == ["disgust", "happy", "surprise"] and len(s.table) == 9
+    assert all(os.path.isfile(p) for p in [*s.table.onset_path, *s.table.apex_path])
