@@ -336,6 +336,24 @@ def read_samples(csv_path, root, catego, num_classes=None, classes=None, parts=N
     return Samples(table, names, catego, notes, takes)
 
 
+def _blank(value):
+    return value is None or str(value).strip() in ("", "nan", "None")
+
+
+def _apex_slip(r, onset, apex, offset):
+    """What is wrong with a sheet row's apex, or None: missing, not a number, or outside
+    onset < apex <= offset (CAS(ME)^3 has an apex before its onset and one equal to it)."""
+    if apex is None:
+        return "apex missing" if _blank(r.get("apex")) else f"apex {str(r['apex']).strip()!r} is not a number"
+    if apex < onset:
+        return f"apex {apex} before onset {onset}"
+    if apex == onset:
+        return f"apex {apex} equal to onset {onset}"
+    if offset is not None and apex > offset:
+        return f"apex {apex} after offset {offset}"
+    return None
+
+
 def _number_note(r, what):
     return f"{r['where']}: {what} {str(r.get(what)).strip()!r} is not a number"
 
@@ -367,7 +385,7 @@ def _read_one(csv_path, root, catego, num_classes, classes=None, check_classes=T
             onset, apex, offset = (_frame_number(r.get(k)) for k in ("onset", "apex", "offset"))
             if onset is None:
                 raise DataError(_number_note(r, "onset"))
-            if offset is None and frames and str(r.get("offset")).strip() in ("", "nan", "None"):
+            if offset is None and frames and _blank(r.get("offset")):
                 offset = max(frames)   # no offset given: the clip folder ends the clip
         elif frames:   # no sheet: the clip folder is the clip, from its first to its last frame
             onset, apex, offset = min(frames), None, max(frames)
@@ -380,14 +398,9 @@ def _read_one(csv_path, root, catego, num_classes, classes=None, check_classes=T
                             f"(first at {seen[key]})")
         seen[key] = r["where"]
         sid = f"{subject}/{filename}@{onset}"
-        # A slip of the sheet: no apex, or one outside onset < apex <= offset (CAS(ME)^3 has an apex
-        # before its onset and one equal to it). Flow onset -> apex needs a later frame, so the
+        # A slip of the sheet (see _apex_slip). Flow onset -> apex needs a later frame, so the
         # middle frame between onset and offset stands in, as for CASME II's "/" and for SMIC.
-        slip = None if not spec["sheet"] else \
-            f"apex {str(r.get('apex')).strip()!r} missing" if apex is None else \
-            f"apex {apex} before onset {onset}" if apex < onset else \
-            f"apex {apex} equal to onset {onset}" if apex == onset else \
-            f"apex {apex} after offset {offset}" if offset is not None and apex > offset else None
+        slip = _apex_slip(r, onset, apex, offset) if spec["sheet"] else None
         if apex is None and not spec["sheet"]:
             # SMIC: the middle of the listed frames (the same frame unless the numbering has gaps)
             apex = list(frames)[(len(frames) - 1) // 2]

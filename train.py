@@ -383,7 +383,7 @@ def main_run(args):
                 for i, p, pr in zip(test_idx, pred, probs)]
         if args.save_weights:
             dl.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"), lambda f: torch.save(model.state_dict(), f))
-        fold = dict(subject=held_out, seconds=round(time.time() - t0, 2), train_loss=losses, rows=rows)
+        fold = dict(**{what: held_out}, seconds=round(time.time() - t0, 2), train_loss=losses, rows=rows)
         dl.atomic_write(fold_path, lambda f: f.write(json.dumps(fold).encode()))
         acc = float((pred == data.y[test_idx]).mean())
         log(f"fold {k + 1}/{len(splits)} {what} {held_out}: {len(test_idx)} test, acc {acc:.3f}, "

@@ -221,7 +221,7 @@ def test_casme_real_counts(tmp_path):
     assert len(s.table) == 246 and s.table.subject.nunique() == 26
     assert "dropped 9 (not in the 5-class set): sadness 7, fear 2" in s.notes
     assert s.table.set_index(["subject", "filename"]).apex["04", "EP02_01f"] == 15   # "/": (10 + 20) // 2
-    assert f"{sheet}: row 31: apex '/' missing (04/EP02_01f@10, offset 20): middle frame 15 used" in s.notes
+    assert f"{sheet}: row 31: apex '/' is not a number (04/EP02_01f@10, offset 20): middle frame 15 used" in s.notes
     s3 = dl.read_samples(sheet, root, "CASME", 3)
     assert counts(s3) == {"negative": 90, "positive": 32, "surprise": 25}
 
@@ -472,7 +472,7 @@ def test_custom_csv_classes_frames_and_offsets(custom, tmp_path):
     df.to_csv(csv, index=False)
     s = dl.read_samples(str(csv), custom["root"], "CUSTOM")
     assert s.classes == ["disgust", "happy", "surprise"] and s.table.apex[:2].tolist() == [13, 13]
-    assert f"{csv}: row 2: apex 'nan' missing (P1/clips/P1_happy@12, offset 15): middle frame 13 used" in s.notes
+    assert f"{csv}: row 2: apex missing (P1/clips/P1_happy@12, offset 15): middle frame 13 used" in s.notes
     assert f"{csv}: row 3: apex 40 after offset 15 (P1/clips/P1_surprise@12, offset 15): middle frame 13 used" in s.notes
 
 
