@@ -420,7 +420,9 @@ def _read_one(csv_path, root, catego, num_classes, classes=None, check_classes=T
                          onset_path=on_path, apex_path=ap_path, face=face, where=r["where"]))
     notes = []
     if spec["classes"] is None:
-        notes.append(f"classes from the emotions of the sheet, sorted: {', '.join(names)}")
+        every = sorted({e for e in found if e not in ("", "nan")})
+        notes.append(f"classes from the emotions of the sheet, sorted: {', '.join(every)}"
+                     + (f"; --classes keeps {', '.join(names)}" if names != every else ""))
     if dropped:
         notes.append(f"dropped {sum(dropped.values())} (not in the {len(names)}-class set): " +
                      ", ".join(f"{k} {v}" for k, v in dropped.most_common()))

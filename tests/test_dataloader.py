@@ -1,9 +1,12 @@
 """Every dataset from its native files: CASME II .xlsx, SAMM .xlsx, SMIC folder trees, the port's
-CSV and the MEGC 2019 composite, built small from the demo's astronaut frames (make_demo)."""
+CSV, the MEGC 2019 composite, CAS(ME)^3 Part A and CUSTOM CSVs, built small from the demo's
+astronaut frames (make_demo)."""
+import json
 import os
 import shutil
 
 import cv2
+import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
@@ -460,6 +463,7 @@ def test_custom_csv_classes_frames_and_offsets(custom, tmp_path):
     assert all(os.path.isfile(p) for p in [*t.onset_path, *t.apex_path])
     sub = dl.read_samples(custom["csv"], custom["root"], "CUSTOM", classes=["surprise", "happy"])
     assert sub.classes == ["happy", "surprise"] and len(sub.table) == 6 and "dropped 3" in " ".join(sub.notes)
+    assert "classes from the emotions of the sheet, sorted: disgust, happy, surprise; --classes keeps happy, surprise" in sub.notes
     msg = error(custom["csv"], custom["root"], "CUSTOM", classes=["happy", "angry"])
     assert msg == "--classes angry: no such emotion in the CSV (it has disgust, happy, surprise)"
     assert "--num_classes 5 does not fit CUSTOM" in error(custom["csv"], custom["root"], "CUSTOM", 5)
@@ -549,3 +553,14 @@ def test_readme_mmew_mapping_gives_a_custom_csv(custom, tmp_path):
     s = dl.read_samples(str(tmp_path / "mmew.csv"), str(tmp_path / "mmew"), "CUSTOM")
     assert s.classes == ["disgust", "happy", "surprise"] and len(s.table) == 9
     assert all(os.path.isfile(p) for p in [*s.table.onset_path, *s.table.apex_path])
+
+
+def test_custom_caches_with_and_without_alignment(custom, tmp_path):
+    s = dl.read_samples(custom["csv"], custom["root"], "CUSTOM")
+    one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
+    for face in ("auto", "none"):   # auto = dlib for CUSTOM frames
+        assert dl.build_caches(one, str(tmp_path / face), face=face, quiet=True) == []
+        path = dl.cache_file(str(tmp_path / face), s.table.iloc[0])
+        assert path.endswith(os.path.join("P1", "clips", "P1_happy_12.npz"))
+        with np.load(path) as z:
+            assert json.loads(str(z["meta"]))["settings"]["face"] == ("dlib" if face == "auto" else "none")
