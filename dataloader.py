@@ -6,9 +6,16 @@ Datasets, coding sheets, feature caches and LOSO splits.
     samples = dl.read_samples(None, "SMIC/HS", "SMIC")          # no sheet: labels from the folders
     samples = dl.read_samples(["CASME2-coding-20140508.xlsx", "SAMM_Micro_FACS_Codes_v2.xlsx"],
                               ["CASME2_RAW", "SAMM", "SMIC/HS"], "COMPOSITE")    # MEGC 2019
+    samples = dl.read_samples(["CASME2-coding-20140508.xlsx", "SAMM_Micro_FACS_Codes_v2.xlsx"],
+                              ["CASME2_RAW", "SAMM"], "COMPOSITE", parts=["CASME", "SAMM"])
+    samples = dl.read_samples("cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", "CASME3_A", "CASME3", 7)
+    samples = dl.read_samples("clips.csv", "frames", "CUSTOM", classes=["happy", "sad"])  # any dataset
     dl.build_caches(samples, "cache/CASME", workers=2)        # what save_preprocess_weight.py runs
     data = dl.load_streams(samples, "cache/CASME", ["F", "G"])  # uint8 streams, read once
     for subject, train_idx, test_idx in dl.loso_splits(data.subjects): ...
+    for dataset, train_idx, test_idx in dl.lodo_splits(data.datasets): ...   # cross-dataset
+
+A sample is (subject, filename, onset): a CAS(ME)^3 task video holds several micro-expressions.
 
 Everything that differs per dataset lives in the DATASETS table below; the functions are shared.
 Sheets, layouts and class sets: ../shared/reference/dssn-facts.md, section 5.
@@ -37,7 +44,7 @@ import preprocess as pp
 # (`Subject, Filename, Onset, Apex, Estimated Emotion`).
 COLUMNS = {
     "subject": ["Subject"],
-    "filename": ["Filename"],
+    "filename": ["Filename", "Clip"],
     "onset": ["OnsetFrame", "Onset Frame", "Onset"],
     "apex": ["ApexFrame", "Apex Frame", "Apex"],
     "offset": ["OffsetFrame", "Offset Frame", "Offset"],
@@ -50,6 +57,8 @@ IMAGE_EXTS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff")
 # Class sets: class -> the emotions (lower case, as in the sheet or the folder name) it takes.
 # The 3-class sets are MEGC 2019's composite mapping (facts 5). A dataset's first set is its default.
 NEG_POS_SUR = {"negative": ["negative"], "positive": ["positive"], "surprise": ["surprise"]}
+CASME3_EMOTIONS = ["happy", "disgust", "fear", "anger", "sad", "surprise", "others"]
+CASME3_3 = {"negative": ["disgust", "fear", "anger", "sad"], "positive": ["happy"], "surprise": ["surprise"]}
 DATASETS = {
     # CASME II: CASME2-coding-20140508.xlsx (two blank columns), subjects "01".."26".
     "CASME": dict(
@@ -86,8 +95,30 @@ DATASETS = {
         frames=[("image{n}.bmp", "dlib"), ("reg_image{n}.bmp", "none")],
         classes={3: NEG_POS_SUR},
     ),
+    # CAS(ME)^3 Part A: cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx (Subject "spNO.1", Filename the
+    # task video "a".."m", lower-case `emotion`). A task video holds several micro-expressions, so
+    # a sample is (subject, filename, onset). Frames spNO.1/b/color/175.jpg; depth/ is not used.
+    # Class sets as published (facts 5): 3 = MEGC's, 4 = + others, 7 = every emotion. `emotions`
+    # lists all the sheet uses: any other is a typo and stops the run with its row.
+    "CASME3": dict(
+        prefix="casme3", sheet="cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", subject_width=0,
+        clip="{subject}/{filename}/color", example="spNO.1/b/color/175.jpg",
+        root="the Part A folder holding spNO.1, spNO.2, ...",
+        frames=[("{n}.jpg", "dlib")], emotions=CASME3_EMOTIONS,
+        classes={3: CASME3_3, 4: CASME3_3 | {"others": ["others"]}, 7: {e: [e] for e in CASME3_EMOTIONS}},
+    ),
+    # Any dataset from a plain CSV (subject, clip, onset, apex, emotion [, offset]): `clip` is a
+    # folder under the root, its frames any image files numbered by the digits that end their
+    # names (img46.jpg, frame_0046.png, 46.bmp). classes None: the emotions found in the CSV.
+    "CUSTOM": dict(
+        prefix="custom", sheet="a CSV with columns subject, clip, onset, apex, emotion [, offset]",
+        subject_width=0, clip="{filename}", example="<clip>/frame_0046.png",
+        root="the folder the CSV's `clip` paths are relative to",
+        frames=[("{any}{n}.jpg", "dlib")], classes=None,
+    ),
     # MEGC 2019 composite: each part read with its own 3-class set; subjects get the part's
-    # prefix so LOSO runs over all 68 subjects (facts 5).
+    # prefix so LOSO runs over all 68 subjects (facts 5). `parts` is the default; any datasets
+    # with a 3-class set of these names can be composed (read_samples(parts=...), --parts).
     "COMPOSITE": dict(parts=["CASME", "SAMM", "SMIC"], classes={3: NEG_POS_SUR}),
 }
 
@@ -96,15 +127,40 @@ class DataError(Exception):
     """Bad input: the message is one line naming the file, row or column."""
 
 
-def class_set(catego, num_classes=None):
-    """{class: [emotions]} of a dataset; num_classes None means the dataset's default set."""
+def class_set(catego, num_classes=None, classes=None, found=None):
+    """{class: [emotions]} of a dataset; num_classes None means the dataset's default set.
+    CUSTOM's classes are the emotions `found` in its CSV, sorted. `classes` keeps a subset."""
     sets = DATASETS[catego]["classes"]
+    if sets is None:   # CUSTOM
+        found = sorted({e for e in (found or []) if e not in ("", "nan")})
+        mapping = {e: [e] for e in found if not classes or e in classes}
+        if classes and set(classes) - set(found):
+            raise DataError(f"--classes {' '.join(sorted(set(classes) - set(found)))}: no such emotion in "
+                            f"the CSV (it has {', '.join(found)})")
+        if num_classes is not None and num_classes != len(mapping):
+            raise DataError(f"--num_classes {num_classes} does not fit {catego}: its CSV gives "
+                            f"{len(mapping)} classes ({', '.join(mapping)}); choose them with --classes")
+        return mapping
     if num_classes is None:
-        return next(iter(sets.values()))
-    if num_classes not in sets:
+        mapping = next(iter(sets.values()))
+    elif num_classes not in sets:
         raise DataError(f"--num_classes {num_classes} does not fit {catego}: "
                         f"its class sets have {' or '.join(map(str, sets))} classes")
-    return sets[num_classes]
+    else:
+        mapping = sets[num_classes]
+    if classes:
+        unknown = [c for c in classes if c not in mapping]
+        if unknown:
+            raise DataError(f"--classes {' '.join(unknown)}: not in {catego}'s {len(mapping)}-class set "
+                            f"({', '.join(mapping)})")
+        mapping = {c: e for c, e in mapping.items() if c in classes}
+    return mapping
+
+
+def sample_id(row):
+    """How a sample is named everywhere: subject/filename@onset (a task video of CAS(ME)^3
+    holds several micro-expressions, so subject and filename are not enough)."""
+    return f"{row['subject']}/{row['filename']}@{row['onset']}"
 
 
 def as_list(x):
@@ -152,14 +208,15 @@ def read_sheet(path):
 
 
 def _template_regex(template, **fixed):
-    """Regex of a name template: {n} -> a frame number (any zero-padding), a field given in
-    `fixed` -> that text, any other field -> one path component, captured by name."""
+    """Regex of a name template: {n} -> a frame number (any zero-padding), {any} -> any text
+    (shortest, so {any}{n} takes all the digits that end a name), a field given in `fixed` ->
+    that text, any other field -> one path component, captured by name."""
     out = ""
     for literal, field, _, _ in string.Formatter().parse(template):
         out += re.escape(literal)
         if field is not None:
             out += re.escape(fixed[field]) if field in fixed else \
-                r"(?P<n>\d+)" if field == "n" else rf"(?P<{field}>[^/]+)"
+                r"(?P<n>\d+)" if field == "n" else r".*?" if field == "any" else rf"(?P<{field}>[^/]+)"
     return out
 
 
@@ -175,7 +232,7 @@ def list_frames(folder, catego, subject):
     for template, face in DATASETS[catego]["frames"]:
         rx = re.compile(_template_regex(os.path.splitext(template)[0], subject=subject) + rf"\.(?:{exts})",
                         re.IGNORECASE)
-        for name in names:
+        for name in sorted(names):   # sorted: the same frame wins on every file system
             m = rx.fullmatch(name)
             if m:
                 found.setdefault(int(m["n"]), (os.path.join(folder, name), face))
@@ -219,21 +276,41 @@ def _subject(value, width):
 
 @dataclass
 class Samples:
-    """One row per usable sample: dataset, subject, filename, emotion, label, onset/apex, face."""
+    """One row per usable sample: dataset, subject, filename, onset/apex, emotion, label, face,
+    where (the sheet row). A sample is (subject, filename, onset): see sample_id."""
     table: pd.DataFrame
     classes: list
     catego: str
     notes: list   # what was dropped or guessed, to print
+    takes: dict = None   # {dataset: {class: [emotions]}}, for describe
 
 
-def read_samples(csv_path, root, catego, num_classes=None):
+def composite_parts(catego, parts=None):
+    """The datasets a --catego reads: itself, or a composite's parts (its default or `parts`)."""
+    spec = DATASETS[catego]
+    if "parts" not in spec:
+        if parts:
+            raise DataError(f"--parts goes with --catego COMPOSITE, not {catego}")
+        return [catego]
+    if not parts:
+        return list(spec["parts"])
+    fit = [d for d, s in DATASETS.items() if "parts" not in s and s["classes"]
+           and any(set(m) == set(next(iter(spec["classes"].values()))) for m in s["classes"].values())]
+    bad = [p for p in parts if p not in fit]
+    if bad or len(set(parts)) != len(parts):
+        raise DataError(f"--parts {' '.join(parts)}: expected distinct datasets among {', '.join(fit)}")
+    return list(parts)
+
+
+def read_samples(csv_path, root, catego, num_classes=None, classes=None, parts=None):
     """The usable samples of a dataset. csv_path and root are a path or a list of paths (the
     composite takes the CASME II and SAMM sheets and the CASME II, SAMM and SMIC folders, in
-    that order; SMIC has no sheet). num_classes None = the dataset's default class set."""
+    that order; SMIC has no sheet; `parts` composes other datasets, e.g. ["CASME", "SAMM"]).
+    num_classes None = the dataset's default class set; classes keeps a subset of its classes."""
     if catego not in DATASETS:
         raise DataError(f"--catego {catego!r} unknown: expected one of {', '.join(DATASETS)}")
     sheets, roots = as_list(csv_path), as_list(root)
-    parts = DATASETS[catego].get("parts", [catego])
+    parts = composite_parts(catego, parts)
     need = [p for p in parts if DATASETS[p]["sheet"]]
     if len(sheets) != len(need) or len(roots) != len(parts):
         def n(k, what):
@@ -244,38 +321,65 @@ def read_samples(csv_path, root, catego, num_classes=None):
                         + (f" ({', '.join(parts)}, in this order)" if len(parts) > 1 else "")
                         + (" (SMIC has no sheet: the folders are the labels)" if "SMIC" in parts else "")
                         + f"; got {n(len(sheets), 'sheet')} and {n(len(roots), 'folder')}")
-    classes, composite = list(class_set(catego, num_classes)), "parts" in DATASETS[catego]
-    sheets, tables, notes = iter(sheets), [], []
+    if "parts" not in DATASETS[catego]:
+        return _read_one(sheets[0] if sheets else None, roots[0], catego, num_classes, classes)
+    mapping = class_set(catego, num_classes, classes)
+    names, size = list(mapping), len(class_set(catego, num_classes))
+    sheets, tables, notes, takes = iter(sheets), [], [], {}
     for part, part_root in zip(parts, roots):
-        s = _read_one(next(sheets) if DATASETS[part]["sheet"] else None, part_root, part,
-                      len(classes) if composite else num_classes)
-        t = s.table
-        if composite:   # subjects unique across datasets for LOSO; labels by class name
-            t["subject"] = DATASETS[part]["prefix"] + "_" + t.subject
-            t["label"] = [classes.index(s.classes[k]) for k in t.label]
-            notes += [f"{part}: {note}" for note in s.notes]
-        else:
-            notes = s.notes
+        s = _read_one(next(sheets) if DATASETS[part]["sheet"] else None, part_root, part, size, names,
+                      check_classes=False)
+        t = s.table   # subjects unique across datasets for LOSO; labels by class name
+        t["subject"] = DATASETS[part]["prefix"] + "_" + t.subject
+        t["label"] = [names.index(s.classes[k]) for k in t.label]
+        notes += [f"{part}: {note}" for note in s.notes]
         tables.append(t)
-    return Samples(pd.concat(tables, ignore_index=True), classes, catego, notes)
+        takes |= s.takes
+    table = pd.concat(tables, ignore_index=True)
+    _check_classes(table, names, "+".join(parts))
+    return Samples(table, names, catego, notes, takes)
 
 
-def _read_one(csv_path, root, catego, num_classes):
-    spec, mapping = DATASETS[catego], class_set(catego, num_classes)
-    classes = list(mapping)
-    to_class = {e: c for c, emotions in mapping.items() for e in emotions}
+def _blank(value):
+    return value is None or str(value).strip() in ("", "nan", "None")
+
+
+def _apex_slip(r, onset, apex, offset):
+    """What is wrong with a sheet row's apex, or None: missing, not a number, or outside
+    onset < apex <= offset (CAS(ME)^3 has an apex before its onset and one equal to it)."""
+    if apex is None:
+        return "apex missing" if _blank(r.get("apex")) else f"apex {str(r['apex']).strip()!r} is not a number"
+    if apex < onset:
+        return f"apex {apex} before onset {onset}"
+    if apex == onset:
+        return f"apex {apex} equal to onset {onset}"
+    if offset is not None and apex > offset:
+        return f"apex {apex} after offset {offset}"
+    return None
+
+
+def _number_note(r, what):
+    return f"{r['where']}: {what} {str(r.get(what)).strip()!r} is not a number"
+
+
+def _read_one(csv_path, root, catego, num_classes, classes=None, check_classes=True):
+    spec = DATASETS[catego]
     if not os.path.isdir(root):
         raise DataError(f"{root}: {catego} dataset folder not found (expected {spec['root']})")
     df = read_sheet(csv_path) if spec["sheet"] else read_folders(root, catego)
     source = csv_path or root
-    rows, seen, dropped, middle, empty = [], {}, collections.Counter(), [], []
-    for r in df.to_dict("records"):
+    found = [str(e).strip().lower() for e in df["emotion"]]
+    mapping = class_set(catego, num_classes, classes, found)
+    if not mapping:
+        raise DataError(f"{source}: no emotion in column emotion")
+    names = list(mapping)
+    to_class = {e: c for c, emotions in mapping.items() for e in emotions}
+    known = spec.get("emotions")
+    rows, seen, dropped, middle, empty, fixed = [], {}, collections.Counter(), [], [], []
+    for r, emotion in zip(df.to_dict("records"), found):
         subject, filename = _subject(r["subject"], spec["subject_width"]), str(r["filename"]).strip()
-        if (subject, filename) in seen:
-            raise DataError(f"{r['where']}: duplicate sample {subject}/{filename} "
-                            f"(first at {seen[subject, filename]})")
-        seen[subject, filename] = r["where"]
-        emotion = str(r["emotion"]).strip().lower()
+        if known and emotion not in known and emotion not in ("", "nan"):
+            raise DataError(f"{r['where']}: unknown emotion {r['emotion']!r} ({catego} emotions: {', '.join(known)})")
         if emotion not in to_class:
             dropped["(blank)" if emotion in ("", "nan") else emotion] += 1
             continue
@@ -284,63 +388,97 @@ def _read_one(csv_path, root, catego, num_classes):
         if spec["sheet"]:
             onset, apex, offset = (_frame_number(r.get(k)) for k in ("onset", "apex", "offset"))
             if onset is None:
-                raise DataError(f"{r['where']}: onset frame {r['onset']!r} is not a number")
+                raise DataError(_number_note(r, "onset"))
+            if offset is None and frames and _blank(r.get("offset")):
+                offset = max(frames)   # no offset given: the clip folder ends the clip
         elif frames:   # no sheet: the clip folder is the clip, from its first to its last frame
             onset, apex, offset = min(frames), None, max(frames)
         else:
             empty.append(folder)
             continue
-        if apex is None:   # CASME II writes "/" for one unknown apex, SMIC has none: middle frame
-            if offset is None:
-                raise DataError(f"{r['where']}: apex {r['apex']!r} is not a number and there is no offset")
+        key = (subject, filename, onset)
+        if key in seen:
+            raise DataError(f"{r['where']}: duplicate sample {subject}/{filename}@{onset} "
+                            f"(first at {seen[key]})")
+        seen[key] = r["where"]
+        sid = f"{subject}/{filename}@{onset}"
+        # A slip of the sheet (see _apex_slip). Flow onset -> apex needs a later frame, so the
+        # middle frame between onset and offset stands in, as for CASME II's "/" and for SMIC.
+        slip = _apex_slip(r, onset, apex, offset) if spec["sheet"] else None
+        if apex is None and not spec["sheet"]:
             # SMIC: the middle of the listed frames (the same frame unless the numbering has gaps)
-            apex = (onset + offset) // 2 if spec["sheet"] else list(frames)[(len(frames) - 1) // 2]
-            middle.append(f"{subject}/{filename}")
+            apex = list(frames)[(len(frames) - 1) // 2]
+            middle.append(sid)
+        elif slip:
+            if offset is None or (onset + offset) // 2 <= onset:
+                raise DataError(f"{r['where']}: {slip} ({sid}) and no offset after the onset to take "
+                                f"the middle frame from")
+            apex = (onset + offset) // 2
+            fixed.append(f"{r['where']}: {slip} ({sid}, offset {offset}): middle frame {apex} used")
         # A missing frame keeps the table's first naming, so --check can say what it looked for.
         name, face = spec["frames"][0]
-        on_path, face = frames.get(onset, (os.path.join(folder, name.format(n=onset, subject=subject)), face))
-        ap_path, _ = frames.get(apex, (os.path.join(folder, name.format(n=apex, subject=subject)), face))
-        rows.append(dict(dataset=catego, subject=subject, filename=filename, emotion=emotion,
-                         label=classes.index(to_class[emotion]), onset=onset, apex=apex,
-                         onset_path=on_path, apex_path=ap_path, face=face))
+        on_path, face = frames.get(onset, (_frame_path(folder, frames, name, onset, subject), face))
+        ap_path, _ = frames.get(apex, (_frame_path(folder, frames, name, apex, subject), face))
+        rows.append(dict(dataset=catego, subject=subject, filename=filename, onset=onset, apex=apex,
+                         emotion=emotion, label=names.index(to_class[emotion]),
+                         onset_path=on_path, apex_path=ap_path, face=face, where=r["where"]))
     notes = []
+    if spec["classes"] is None:
+        every = sorted({e for e in found if e not in ("", "nan")})
+        notes.append(f"classes from the emotions of the sheet, sorted: {', '.join(every)}"
+                     + (f"; --classes keeps {', '.join(names)}" if names != every else ""))
     if dropped:
-        notes.append(f"dropped {sum(dropped.values())} (not in the {len(classes)}-class set): " +
+        notes.append(f"dropped {sum(dropped.values())} (not in the {len(names)}-class set): " +
                      ", ".join(f"{k} {v}" for k, v in dropped.most_common()))
     if empty:
         notes.append(f"dropped {len(empty)} clip folders without frames: {', '.join(empty[:5])}"
                      + (", ..." if len(empty) > 5 else ""))
-    if middle and not spec["sheet"]:
+    if middle:
         notes.append(f"no apex annotation: the middle frame between onset and offset is the apex "
                      f"of all {len(middle)} clips")
-    elif middle:
-        notes.append(f"apex missing, middle frame used: {', '.join(middle)}")
+    notes += fixed
     if not rows and empty:
-        example = spec["frames"][0][0].format(n=123, subject="")
+        example = spec["frames"][0][0].format(n=123, subject="", any="")
         raise DataError(f"{root}: no clip folder holds frames like {example} "
                         f"(e.g. {empty[0]})")
     if not rows:
-        raise DataError(f"{source}: no sample has an emotion of the {len(classes)}-class set {classes}")
+        raise DataError(f"{source}: no sample has an emotion of the {len(names)}-class set {names}")
     if not any(os.path.isfile(r["onset_path"]) for r in rows):
         raise DataError(f"{root}: no onset frame of {source} is there (expected e.g. "
                         f"{rows[0]['onset_path']}; root = {spec['root']}; it holds {_listing(root)})")
     table = pd.DataFrame(rows)
+    if check_classes:
+        _check_classes(table, names, source)
+    return Samples(table, names, catego, notes, {catego: mapping})
+
+
+def _check_classes(table, names, source):
     if table.label.nunique() < 2:
-        raise DataError(f"{source}: only one class ({classes[table.label[0]]}) is present; need two or more")
-    return Samples(table, classes, catego, notes)
+        raise DataError(f"{source}: only one class ({names[table.label[0]]}) is present; need two or more")
+
+
+def _frame_path(folder, frames, template, n, subject):
+    """Where frame n would be: the table's naming, or for {any}{n} names (CUSTOM) the naming of
+    the clip's other frames (frame_0012.png -> frame_0013.png)."""
+    if "{any}" in template and frames:
+        m = re.fullmatch(r"(.*?)(\d+)(\.[^.]*)", os.path.basename(next(iter(frames.values()))[0]))
+        width = len(m[2]) if m[2].startswith("0") else 0
+        return os.path.join(folder, f"{m[1]}{n:0{width}d}{m[3]}")
+    return os.path.join(folder, template.format(n=n, subject=subject, any=""))
 
 
 def describe(samples):
     """Samples per class (with the emotions each class takes), per dataset and per subject."""
     t, classes = samples.table, samples.classes
     datasets = list(dict.fromkeys(t["dataset"])) if "dataset" in t else [samples.catego]
+    takes = samples.takes or {d: class_set(d, len(classes)) for d in datasets}
     per_class = t.label.value_counts().reindex(range(len(classes)), fill_value=0)
     lines = [f"{samples.catego}: {len(t)} samples, {t.subject.nunique()} subjects, "
              f"{len(classes)}-class set"]
     for k, n in per_class.items():
-        takes = "; ".join((f"{d} " if len(datasets) > 1 else "") + ", ".join(class_set(d, len(classes))[classes[k]])
-                          for d in datasets)
-        lines.append(f"  {classes[k]:<12} {n:>4}   <- {takes}")
+        what = "; ".join((f"{d} " if len(datasets) > 1 else "") + ", ".join(takes[d][classes[k]])
+                         for d in datasets)
+        lines.append(f"  {classes[k]:<12} {n:>4}   <- {what}")
     if len(datasets) > 1:
         for d, g in t.groupby("dataset", sort=False):
             counts = g.label.value_counts().reindex(range(len(classes)), fill_value=0)
@@ -354,8 +492,9 @@ def describe(samples):
 
 
 def missing(samples):
-    """Every absent input, once, as (what, path, samples affected): a missing subject or clip
-    folder is one line, not two missing frames for each of its samples."""
+    """Every absent input, once, as (what, path, samples affected, where): a missing subject or
+    clip folder is one line, not two missing frames for each of its samples; `where` is the
+    sheet row (or folder) of the first sample affected."""
     gone = {}
     for r in samples.table.itertuples():
         for p in dict.fromkeys((r.onset_path, r.apex_path)):
@@ -366,15 +505,17 @@ def missing(samples):
                 top = os.path.dirname(top)
             what = "frame" if top == p else "clip folder" if top == os.path.dirname(p) else \
                 "subject folder" if top == os.path.dirname(os.path.dirname(p)) else "folder"
-            gone.setdefault((what, top), set()).add((r.subject, r.filename))
-    return [(what, path, len(s)) for (what, path), s in sorted(gone.items(), key=lambda kv: kv[0][1])]
+            gone.setdefault((what, top), {}).setdefault((r.subject, r.filename, r.onset), r.where)
+    return [(what, path, len(s), next(iter(s.values()))) for (what, path), s in sorted(gone.items(), key=lambda kv: kv[0][1])]
 
 
 # ---------------------------------------------------------------------------------------------
 # caches: one .npz per sample, written atomically, valid only for the same preprocessing settings
 
 def cache_file(cache_dir, row):
-    return os.path.join(cache_dir, row["subject"], f"{row['filename']}.npz")
+    """cache/<subject>/<filename>_<onset>.npz: the onset tells apart the micro-expressions of one
+    CAS(ME)^3 task video (the onset is a number, so no two samples share a name)."""
+    return os.path.join(cache_dir, row["subject"], f"{row['filename']}_{row['onset']}.npz")
 
 
 _UMASK = os.umask(0)
@@ -440,7 +581,7 @@ FLOW_BATCH = 8   # pairs whose IPOL flow is computed together (one torch call)
 
 def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, quiet=False, flow="ipol"):
     """Compute and write the cache of every sample that lacks a valid one.
-    Returns [(subject/filename, reason)] of the failures; finished caches are never lost.
+    Returns [(subject/filename@onset, reason)] of the failures; finished caches are never lost.
     Workers read and align the frames; this process computes the flow FLOW_BATCH pairs at a
     time (a batched torch call uses the cores better than one pair per process) and writes."""
     jobs = []
@@ -463,7 +604,7 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
         for (job, (on, ap)), (u, v) in zip(pending, uv):
             err = _write_one(job, on, ap, u, v)
             if err:
-                failures.append((f"{job[0]['subject']}/{job[0]['filename']}", err))
+                failures.append((sample_id(job[0]), err))
         pending.clear()
 
     workers = max(1, min(workers, len(jobs)))
@@ -473,7 +614,7 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
         for job, crops, err in progress(pool.imap_unordered(_crop_one, jobs), "preprocess", len(jobs),
                                         "pair", disable=quiet):
             if err:
-                failures.append((f"{job[0]['subject']}/{job[0]['filename']}", err))
+                failures.append((sample_id(job[0]), err))
                 continue
             pending.append((job, crops))
             if len(pending) == FLOW_BATCH:
@@ -512,6 +653,8 @@ class Streams:
     y: np.ndarray
     subjects: np.ndarray
     filenames: np.ndarray
+    onsets: np.ndarray     # with subject and filename, what identifies a sample
+    datasets: np.ndarray   # the part of a composite each sample comes from (lodo_splits)
 
 
 def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto", flow="ipol"):
@@ -531,7 +674,8 @@ def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto", 
                             f"(run save_preprocess_weight.py with the same --cache_dir)")
         for s, m in enumerate(image_mode):
             x[s, i] = pp.stream(c, m)
-    return Streams(x, t.label.to_numpy(np.int64, copy=True), t.subject.to_numpy(str), t.filename.to_numpy(str))
+    return Streams(x, t.label.to_numpy(np.int64, copy=True), t.subject.to_numpy(str), t.filename.to_numpy(str),
+                   t.onset.to_numpy(np.int64), t.dataset.to_numpy(str))
 
 
 def loso_splits(subjects):
@@ -539,6 +683,23 @@ def loso_splits(subjects):
     subjects = np.asarray(subjects)
     for s in sorted(set(subjects.tolist())):
         yield s, np.flatnonzero(subjects != s), np.flatnonzero(subjects == s)
+
+
+def lodo_splits(datasets):
+    """Leave-one-dataset-out, the cross-dataset protocol of a composite: (dataset, train indices,
+    test indices) per dataset, sorted. With the CASME II and SAMM parts it is MEGC 2018's
+    hold-out-database evaluation (train on one, test on the other, both ways)."""
+    datasets = np.asarray(datasets)
+    names = sorted(set(datasets.tolist()))
+    if len(names) < 2:
+        raise DataError(f"--protocol lodo needs two or more datasets (--catego COMPOSITE); "
+                        f"this data has {len(names)} ({', '.join(names)})")
+    for d in names:
+        yield d, np.flatnonzero(datasets != d), np.flatnonzero(datasets == d)
+
+
+# --protocol -> (the Streams field whose values are held out one at a time, the split function)
+PROTOCOLS = {"loso": ("subjects", loso_splits), "lodo": ("datasets", lodo_splits)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ magnitude, strain, gray apex), so training never touches the frames again.
         --csv_path CASME2-coding-20140508.xlsx SAMM_Micro_FACS_Codes_v2.xlsx \\
         --root CASME2_RAW SAMM SMIC/HS                                 # order: CASME II, SAMM, SMIC
     python save_preprocess_weight.py ... --flow opencv  # OpenCV's TV-L1 instead of the IPOL program's
+    python save_preprocess_weight.py --catego CASME3 \
+        --csv_path "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx" --root CASME3_A --num_classes 7
+    python save_preprocess_weight.py --catego CUSTOM --csv_path clips.csv --root frames  # any dataset
     python save_preprocess_weight.py ... --check      # list samples and missing frames, compute nothing
     python save_preprocess_weight.py ... --show 0 --out sample0.png   # what the network sees
 
@@ -27,12 +30,17 @@ def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--csv_path", nargs="+", help="coding sheet(s), .xlsx as distributed or .csv "
-                   "(none for SMIC; COMPOSITE: the CASME II and SAMM sheets)")
+                   "(none for SMIC; COMPOSITE: the sheets of its parts with one, in order; CUSTOM: "
+                   "a CSV with columns subject, clip, onset, apex, emotion [, offset])")
     p.add_argument("--root", nargs="+", required=True, help="dataset folder(s) holding the subject "
                    "folders (SMIC: the HS, VIS or NIR folder; COMPOSITE: CASME II, SAMM, SMIC)")
     p.add_argument("--catego", required=True, choices=list(dl.DATASETS), help="dataset")
     p.add_argument("--num_classes", type=dl.positive_int, default=None,
-                   help="class set: default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE 3); 3 = MEGC")
+                   help="class set: default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE, CASME3 3; "
+                   "CUSTOM: the CSV's emotions); 3 = MEGC; CASME3 also 4, 7")
+    p.add_argument("--classes", nargs="+", help="keep only these classes (CUSTOM: of the CSV's emotions)")
+    p.add_argument("--parts", nargs="+", help="COMPOSITE of these datasets (default CASME SAMM SMIC), "
+                   "e.g. CASME SAMM or CASME SAMM SMIC CASME3")
     p.add_argument("--cache_dir", default=None, help="cache folder (default cache/<catego>)")
     p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES],
                    help="auto: dlib alignment for raw frames, none for cropped (CASME II reg_img)")
@@ -52,9 +60,9 @@ def check(samples):
     return the number of samples that cannot be preprocessed."""
     print(dl.describe(samples))
     gone = dl.missing(samples)
-    for what, path, n in gone:
-        print(f"  missing {what}: {path}" + (f"  ({n} samples)" if n > 1 else ""))
-    hit = {(r.subject, r.filename) for r in samples.table.itertuples()
+    for what, path, n, where in gone:
+        print(f"  missing {what}: {path}" + (f"  ({n} samples, first {where})" if n > 1 else f"  ({where})"))
+    hit = {(r.subject, r.filename, r.onset) for r in samples.table.itertuples()
            if not (os.path.isfile(r.onset_path) and os.path.isfile(r.apex_path))}
     print(f"{len(gone)} missing frames or folders, {len(hit)} of {len(samples.table)} samples affected")
     return len(hit)
@@ -78,7 +86,7 @@ def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol")
         ax.imshow(c[k], cmap=None if c[k].ndim == 3 else "gray", vmin=0, vmax=255)
         ax.set_title(t, fontsize=9)
         ax.axis("off")
-    fig.suptitle(f"{row['subject']}/{row['filename']}  ({samples.classes[row['label']]})", fontsize=10)
+    fig.suptitle(f"{dl.sample_id(row)}  ({samples.classes[row['label']]})", fontsize=10)
     fig.tight_layout()
     dl.atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=90))
     print(f"wrote {out}")
@@ -86,14 +94,13 @@ def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol")
 
 def run(args):
     cache_dir = args.cache_dir or os.path.join("cache", args.catego)
-    samples = dl.read_samples(args.csv_path, args.root, args.catego, args.num_classes)
+    samples = dl.read_samples(args.csv_path, args.root, args.catego, args.num_classes, args.classes, args.parts)
     if args.check:
         return 1 if check(samples) else 0
     if args.show is not None:
         if not 0 <= args.show < len(samples.table):
             raise dl.DataError(f"--show {args.show}: the dataset has samples 0..{len(samples.table) - 1}")
-        dl.build_caches(samples.__class__(samples.table.iloc[[args.show]], samples.classes,
-                                          samples.catego, []), cache_dir, args.encoding, args.face, 1, flow=args.flow)
+        dl.build_caches(dl.Samples(samples.table.iloc[[args.show]], samples.classes, samples.catego, []), cache_dir, args.encoding, args.face, 1, flow=args.flow)
         show(samples, cache_dir, args.show, args.out, args.encoding, args.face, args.flow)
         return 0
     print(dl.describe(samples))

@@ -9,6 +9,10 @@ A fresh model is trained per held-out subject and scored with its last-epoch wei
 figures never pick an epoch on test data). Metrics pool the predictions of all folds. Each finished fold is
 saved at once, so rerunning the same command resumes; `--subjects` runs some folds only (for
 job arrays), and the summary is written when the last fold lands or with `--summarize RUN_DIR`.
+`--protocol lodo` on a composite holds out one dataset per fold instead (cross-dataset):
+
+    python train.py --catego COMPOSITE --parts CASME SAMM --protocol lodo \\
+        --path CASME2-coding-20140508.xlsx SAMM_Micro_FACS_Codes_v2.xlsx --img_root CASME2_RAW SAMM
 Outputs in --weight_save_path: summary.json, predictions.csv, confusion_matrix.png, learning_curves.png,
 train.log. The test subjects are also scored after every epoch: summary.json's per_epoch, and
 authors_protocol (the epoch with the best pooled authors' F1, picked on test data as the authors did,
@@ -45,12 +49,20 @@ def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--path", nargs="+", help="coding sheet(s) (.xlsx or .csv); none for SMIC; COMPOSITE: "
-                   "the CASME II then the SAMM sheet. Omit --path and --img_root to run the synthetic demo")
+                   "the sheets of its parts that have one, in order (default: CASME II, SAMM); CUSTOM: a CSV "
+                   "with columns subject, clip, onset, apex, emotion [, offset]. "
+                   "Omit --path and --img_root to run the synthetic demo")
     p.add_argument("--catego", default="CASME", choices=list(dl.DATASETS), help="dataset")
     p.add_argument("--img_root", nargs="+", help="dataset folder holding the subject folders; "
-                   "COMPOSITE: CASME II, SAMM, SMIC")
+                   "COMPOSITE: one per part (default CASME II, SAMM, SMIC); CUSTOM: the folder of the clips")
     p.add_argument("--num_classes", type=dl.positive_int, default=None,
-                   help="class set; default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE 3)")
+                   help="class set; default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE, CASME3 3; "
+                   "CUSTOM the CSV's emotions); CASME3 also 4, 7")
+    p.add_argument("--classes", nargs="+", help="keep only these classes (CUSTOM: of the CSV's emotions)")
+    p.add_argument("--parts", nargs="+", help="COMPOSITE of these datasets, in the order of --path / "
+                   "--img_root (default CASME SAMM SMIC; any with a 3-class set, e.g. CASME SAMM CASME3)")
+    p.add_argument("--protocol", default="loso", choices=list(dl.PROTOCOLS),
+                   help="loso: leave one subject out; lodo: leave one dataset of a composite out")
     p.add_argument("--combination_mode", default="mul", choices=DSSN.MODES, help="DSSN fusion")
     p.add_argument("--image_mode", nargs="+", default=None,
                    help="third channel per stream: F S G (DSSN two, SSSN one; default F G / G)")
@@ -73,7 +85,8 @@ def parser():
     p.add_argument("--flow", default="ipol", choices=pp.FLOW_METHODS,
                    help="TV-L1 flow: ipol, the authors' program (torch port); opencv: OpenCV's DualTVL1")
     p.add_argument("--workers", type=dl.positive_int, default=os.cpu_count(), help="preprocessing processes")
-    p.add_argument("--subjects", nargs="+", help="run only these held-out subjects' folds")
+    p.add_argument("--subjects", nargs="+", help="run only these held-out subjects' folds "
+                   "(--protocol lodo: these held-out datasets)")
     p.add_argument("--shard", metavar="I/N", type=dl.shard,
                    help="run every N-th fold starting at the I-th (1-based), e.g. a SLURM array task's share")
     p.add_argument("--save_weights", action="store_true", help="also save each fold's model")
@@ -122,8 +135,15 @@ def resolve(args):
     if len(args.image_mode) != want:
         raise dl.DataError(f"--image_mode {' '.join(args.image_mode)}: {args.model} takes {want} "
                            f"mode{'s' if want > 1 else ''} (of F S G)")
+    if args.protocol == "lodo" and "parts" not in dl.DATASETS[args.catego]:
+        raise dl.DataError(f"--protocol lodo holds out one dataset of a composite: it needs --catego COMPOSITE, "
+                           f"not {args.catego}")
     tag = "demo" if args.demo else args.catego
-    args.cache_dir = args.cache_dir or os.path.join("cache", tag)
+    args.cache_dir = args.cache_dir or os.path.join("cache", tag)   # composite caches: <prefix>_<subject>/
+    if args.parts:
+        tag += "-" + "+".join(args.parts)
+    if args.protocol != "loso":
+        tag += "_" + args.protocol
     name = f"{tag}_{args.model}_{''.join(args.image_mode)}" + (f"_{args.combination_mode}" if want == 2 else "") \
         + ("_final" if args.final else "")
     args.weight_save_path = args.weight_save_path or os.path.join("runs", name)
@@ -137,8 +157,8 @@ def sha256(path):
 
 def run_config(args, classes):
     """Everything that changes the results; a run folder is only resumed with the same."""
-    keys = ["path", "img_root", "catego", "num_classes", "model", "image_mode", "batch_size", "epochs",
-            "learning_rate", "seed", "amp", "face", "encoding", "flow", "demo", "shuffle_labels", "final"]
+    keys = ["path", "img_root", "catego", "parts", "num_classes", "protocol", "model", "image_mode", "batch_size",
+            "epochs", "learning_rate", "seed", "amp", "face", "encoding", "flow", "demo", "shuffle_labels", "final"]
     c = {k: getattr(args, k) for k in keys}
     # single paths stay plain strings, so the config reads as the user typed it
     one = lambda ps: [os.path.abspath(p) for p in dl.as_list(ps)]
@@ -314,7 +334,9 @@ def summarize(run, log=print):
     dl.atomic_write(os.path.join(run, "predictions.csv"), lambda f: out.to_csv(f, index=False))
     dl.atomic_write(os.path.join(run, "summary.json"), lambda f: f.write(json.dumps(m, indent=2).encode()))
     plot_confusion(pred.label, pred.prediction, classes, os.path.join(run, "confusion_matrix.png"))
-    log(f"\nLOSO over {m['folds']} subjects, {m['samples']} samples ({run})")
+    protocol = config.get("protocol", "loso")
+    log(f"\n{protocol.upper()} over {m['folds']} {'datasets' if protocol == 'lodo' else 'subjects'}, "
+        f"{m['samples']} samples ({run})")
     log(f"  accuracy {m['accuracy']:.4f}   UF1 {m['uf1']:.4f}   UAR {m['uar']:.4f}   "
         f"weighted F1 {m['weighted_f1']:.4f}   authors' F1 {m['author_f1']:.4f}")
     log(f"  {'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
@@ -394,7 +416,7 @@ def plot_curves(curves, path):
 
 def main_run(args):
     args = resolve(args)
-    samples = dl.read_samples(args.path, args.img_root, args.catego, args.num_classes)
+    samples = dl.read_samples(args.path, args.img_root, args.catego, args.num_classes, args.classes, args.parts)
     args.num_classes = len(samples.classes)
     # read (and checked) once, copied into every fold's fresh model
     pretrained = None if args.pretrained == "none" else read_pretrained(args.pretrained)
@@ -436,47 +458,51 @@ def main_run(args):
     if args.final:
         return train_final(args, run, log, samples, data, streams, y, pretrained)
 
-    splits = list(dl.loso_splits(data.subjects))
+    field, split = dl.PROTOCOLS[args.protocol]   # loso: one fold per subject; lodo: per dataset
+    splits = list(split(getattr(data, field)))
+    n_folds = len(splits)
     if args.subjects:
         unknown = set(args.subjects) - {s for s, _, _ in splits}
         if unknown:
             raise dl.DataError(f"--subjects {' '.join(sorted(unknown))}: not in the data "
-                               f"(subjects: {' '.join(s for s, _, _ in splits)})")
+                               f"({field}: {' '.join(s for s, _, _ in splits)})")
         splits = [s for s in splits if s[0] in args.subjects]
     if args.shard:
         i, n = args.shard
         splits = splits[i - 1::n]
-    datasets = samples.table["dataset"].to_numpy(str)
+    what = field[:-1]   # "subject" / "dataset", for the log
     todo = [s for s, _, _ in splits if not os.path.isfile(os.path.join(run, "folds", f"{s}.json"))]
     spent = []   # seconds of each fold trained by this process: the time left is their mean x folds to go
-    for k, (subject, train_idx, test_idx) in enumerate(splits):
-        fold_path = os.path.join(run, "folds", f"{subject}.json")
+    for k, (held_out, train_idx, test_idx) in enumerate(splits):
+        fold_path = os.path.join(run, "folds", f"{held_out}.json")   # named by the held-out subject / dataset
         if os.path.isfile(fold_path):
-            log(f"fold {k + 1}/{len(splits)} subject {subject}: done earlier, kept")
+            log(f"fold {k + 1}/{len(splits)} {what} {held_out}: done earlier, kept")
             continue
         t0 = time.time()
         epochs = []
         probs, losses, model = train_fold(streams, y, train_idx, test_idx, args,
-                                          fold_seed(args.seed, subject), pretrained, epoch_probs=epochs)
+                                          fold_seed(args.seed, held_out), pretrained, epoch_probs=epochs)
         pred = probs.argmax(1)
-        rows = [dict(dataset=str(datasets[i]), subject=subject, filename=str(data.filenames[i]), label=int(data.y[i]),
-                     prediction=int(p), **{f"p_{c}": round(float(q), 6) for c, q in zip(samples.classes, pr)})
+        # a sample is (subject, filename, onset): one CAS(ME)^3 task video holds several
+        rows = [dict(dataset=str(data.datasets[i]), subject=str(data.subjects[i]), filename=str(data.filenames[i]),
+                     onset=int(data.onsets[i]), label=int(data.y[i]), prediction=int(p),
+                     **{f"p_{c}": round(float(q), 6) for c, q in zip(samples.classes, pr)})
                 for i, p, pr in zip(test_idx, pred, probs)]
         if args.save_weights:
-            dl.atomic_write(os.path.join(run, "folds", f"{subject}.pt"), lambda f: torch.save(model.state_dict(), f))
-        fold = dict(subject=subject, seconds=round(time.time() - t0, 2), train_loss=losses, rows=rows,
+            dl.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"), lambda f: torch.save(model.state_dict(), f))
+        fold = dict(**{what: held_out}, seconds=round(time.time() - t0, 2), train_loss=losses, rows=rows,
                     # each epoch's predicted labels of `rows`, in order: the per-epoch curves
                     epoch_predictions=[p.argmax(1).tolist() for p in epochs])
         dl.atomic_write(fold_path, lambda f: f.write(json.dumps(fold).encode()))
         acc = float((pred == data.y[test_idx]).mean())
         spent.append(fold["seconds"])
         left = np.mean(spent) * (len(todo) - len(spent))
-        log(f"fold {k + 1}/{len(splits)} subject {subject}: {len(test_idx)} test, acc {acc:.3f}, "
+        log(f"fold {k + 1}/{len(splits)} {what} {held_out}: {len(test_idx)} test, acc {acc:.3f}, "
             f"train loss {losses[0]:.3f} -> {losses[-1]:.3f}, {fold['seconds']:.1f}s"
             + (f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f}s left" if left else ""))
     done = len([n for n in os.listdir(os.path.join(run, "folds")) if n.endswith(".json")])
-    if done < len(set(data.subjects.tolist())):
-        log(f"{done} of {len(set(data.subjects.tolist()))} folds finished in {run}; the summary is "
+    if done < n_folds:
+        log(f"{done} of {n_folds} folds finished in {run}; the summary is "
             f"written when the last one lands (or: python train.py --summarize {run})")
         return 0
     summarize(run, log)
@@ -490,9 +516,10 @@ def train_final(args, run, log, samples, data, streams, y, pretrained):
     faces = sorted(set(samples.table.face)) if args.face == "auto" else [args.face]
     ckpt = dict(state_dict={k: v.cpu() for k, v in model.state_dict().items()}, model=args.model,
                 num_classes=args.num_classes, combination_mode=args.combination_mode,
-                image_mode=args.image_mode, classes=samples.classes, catego=args.catego,
+                image_mode=args.image_mode, classes=samples.classes, catego=args.catego, parts=args.parts,
                 preprocess={f: pp.settings(f, args.encoding, args.flow) for f in faces},
-                train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())))
+                train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())),
+                sample_ids=[f"{s}/{f}@{o}" for s, f, o in zip(data.subjects, data.filenames, data.onsets)])
     path = os.path.join(run, "final.pt")
     dl.atomic_write(path, lambda f: torch.save(ckpt, f))
     log(f"final model on all {len(data.y)} samples of {len(ckpt['subjects'])} subjects "

@@ -30,8 +30,8 @@ MODES = ("F", "G", "S")   # the paper's order, so pairs read FG, FS, GS
 FUSIONS = ("add", "mul", "cat")
 # train.py flags passed through unchanged when given (absent ones take train.py's defaults,
 # which differ between the demo and real data).
-PASS = ("path", "img_root", "catego", "num_classes", "epochs", "batch_size", "learning_rate", "cache_dir",
-        "pretrained", "seed", "amp", "device", "face", "encoding", "flow", "workers", "demo_dir")
+PASS = ("path", "img_root", "catego", "parts", "num_classes", "classes", "protocol", "epochs", "batch_size",
+        "learning_rate", "cache_dir", "pretrained", "seed", "amp", "device", "face", "encoding", "flow", "workers", "demo_dir")
 COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fusion", "fusion"),
            ("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR"), ("author_f1", "authors' F1"),
            # the authors' protocol: the epoch with the best pooled authors' F1, picked on test data
@@ -64,10 +64,13 @@ def parser():
                    help="run just these variants (e.g. DSSN_FG_mul), whatever --models/--modes/--fusions say")
     p.add_argument("--out", help="folder of the run folders and the table (default runs/variants_<catego or demo>)")
     g = p.add_argument_group("passed to train.py (see python train.py -h)")
-    g.add_argument("--path")
-    g.add_argument("--img_root")
+    g.add_argument("--path", nargs="+")
+    g.add_argument("--img_root", nargs="+")
     g.add_argument("--catego")
+    g.add_argument("--parts", nargs="+")
     g.add_argument("--num_classes", type=dl.positive_int)
+    g.add_argument("--classes", nargs="+")
+    g.add_argument("--protocol")
     g.add_argument("--epochs", type=dl.positive_int)
     g.add_argument("--batch_size", type=dl.positive_int)
     g.add_argument("--learning_rate", type=dl.positive_float)
@@ -91,7 +94,7 @@ def train_argv(args, model, modes, fusion, run):
     for k in PASS:
         v = getattr(args, k)
         if v is not None:
-            argv += [f"--{k}", str(v)]
+            argv += [f"--{k}", *map(str, v if isinstance(v, list) else [v])]
     return argv
 
 
@@ -127,8 +130,11 @@ def markdown(rows, configs, missing):
     lines = []
     if configs:
         c = next(iter(configs.values()))
-        data = "synthetic demo" if c.get("demo") else f"{c['catego']} ({os.path.basename(c['path'])})"
-        lines += [f"LOSO on {data}: {c['samples']} samples, {c['folds']} subjects, {len(c['classes'])} classes; "
+        sheets = ", ".join(os.path.basename(p) for p in dl.as_list(c["path"])) or os.path.basename(dl.as_list(c["img_root"])[0])
+        data = "synthetic demo" if c.get("demo") else f"{c['catego']} ({sheets})"
+        lodo = c.get("protocol") == "lodo"
+        lines += [f"{'LODO' if lodo else 'LOSO'} on {data}: {c['samples']} samples, {c['folds']} "
+                  f"{'datasets' if lodo else 'subjects'}, {len(c['classes'])} classes; "
                   f"{c['epochs']} epochs, batch {c['batch_size']}, lr {c['learning_rate']}, seed {c['seed']}, "
                   f"pretrained {c['pretrained'][:12]}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -178,7 +184,9 @@ def main(argv=None):
         if not todo:
             print("error: the grid is empty (DSSN needs two --modes; SSSN one)", file=sys.stderr)
             return 2
-    tag = "demo" if args.path is None else (args.catego or "CASME")
+    tag = "demo" if args.path is None and args.img_root is None else (args.catego or "CASME")
+    tag += "-" + "+".join(args.parts) if args.parts else ""
+    tag += "_lodo" if args.protocol == "lodo" else ""
     out = args.out or os.path.join("runs", f"variants_{tag}")
     print(f"{len(todo)} variant{'s' * (len(todo) != 1)} into {out}/: {' '.join(v[0] for v in todo)}")
     rc = 0

@@ -1,11 +1,14 @@
 """Every dataset from its native files: CASME II .xlsx, SAMM .xlsx, SMIC folder trees, the port's
-CSV and the MEGC 2019 composite, built small from the demo's astronaut frames (make_demo)."""
+CSV, the MEGC 2019 composite, CAS(ME)^3 Part A and CUSTOM CSVs, built small from the demo's
+astronaut frames (make_demo)."""
 import importlib
 import io
+import json
 import os
 import shutil
 
 import cv2
+import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
@@ -127,7 +130,7 @@ def test_casme_apex_slash_uses_middle_frame(data, tmp_path):
     casme_sheet(tmp_path / "CASME2-coding-x.xlsx", rows)
     s = dl.read_samples(str(tmp_path / "CASME2-coding-x.xlsx"), data["casme"], "CASME")
     assert s.table.apex[3] == 2   # (1 + 3) // 2
-    assert any("middle frame" in n and rows[3][1] in n for n in s.notes)
+    assert any("middle frame 2 used" in n and f"{rows[3][0]}/{rows[3][1]}@1" in n and "row 5" in n for n in s.notes)
     assert "middle frame" in dl.describe(s)
 
 
@@ -153,7 +156,8 @@ def test_samm_xlsx_note_rows_padded_and_unpadded(data):
     assert on["006"].endswith("006_05561.jpg") and on["007"].endswith("007_5561.jpg")
     s3 = dl.read_samples(data["samm_sheet"], data["samm"], "SAMM", 3)   # Other dropped, Fear kept
     assert counts(s3) == {"negative": 5, "positive": 2, "surprise": 2}
-    assert dl.missing(s3) == [("clip folder", os.path.join(data["samm"], "007", "007_99_1"), 1)]
+    assert dl.missing(s3) == [("clip folder", os.path.join(data["samm"], "007", "007_99_1"), 1,
+                               f"{data['samm_sheet']}: row 25")]
 
 
 @pytest.mark.parametrize("kind", ["HS", "VIS", "NIR"])
@@ -227,7 +231,7 @@ def test_casme_real_counts(tmp_path):
     assert len(s.table) == 246 and s.table.subject.nunique() == 26
     assert "dropped 9 (not in the 5-class set): sadness 7, fear 2" in s.notes
     assert s.table.set_index(["subject", "filename"]).apex["04", "EP02_01f"] == 15   # "/": (10 + 20) // 2
-    assert "apex missing, middle frame used: 04/EP02_01f" in s.notes
+    assert f"{sheet}: row 31: apex '/' is not a number (04/EP02_01f@10, offset 20): middle frame 15 used" in s.notes
     s3 = dl.read_samples(sheet, root, "CASME", 3)
     assert counts(s3) == {"negative": 90, "positive": 32, "surprise": 25}
 
@@ -271,7 +275,7 @@ def test_bad_inputs(data, tmp_path):
     no_emotion = tmp_path / "no_emotion.csv"
     df.drop(columns="Estimated Emotion").to_csv(no_emotion, index=False)
     assert "missing column Estimated Emotion" in error(str(no_emotion), casme, "CASME")
-    assert "'CASME3' unknown" in error(sheet, casme, "CASME3")
+    assert "'CASME4' unknown" in error(sheet, casme, "CASME4")
     header_only = tmp_path / "header.csv"
     df.iloc[:0].to_csv(header_only, index=False)
     assert "header but no rows" in error(str(header_only), casme, "CASME")
@@ -286,7 +290,7 @@ def test_bad_inputs(data, tmp_path):
     assert "dataset folder not found" in error(sheet, str(tmp_path / "nope"), "CASME")
     dup = tmp_path / "dup.csv"
     pd.concat([df, df.iloc[[2]]]).to_csv(dup, index=False)
-    assert f"{dup}: row 12: duplicate sample 01/{df.Filename[2]}" in error(str(dup), casme, "CASME")
+    assert f"{dup}: row 12: duplicate sample 01/{df.Filename[2]}@1" in error(str(dup), casme, "CASME")
     assert "--num_classes 5 does not fit SMIC" in error(None, os.path.join(data["smic"], "HS"), "SMIC", 5)
     assert "--num_classes 4 does not fit CASME" in error(sheet, casme, "CASME", 4)
     msg = error(None, data["smic"], "SMIC")   # the folder above HS / VIS / NIR
@@ -310,8 +314,8 @@ def test_check_reports_missing_subject_folder_once(data, tmp_path, capsys):
     shutil.rmtree(root / "sub01" / data["df"].Filename[0])
     assert spw.main(["--csv_path", data["sheet"], "--root", str(root), "--catego", "CASME", "--check"]) == 1
     out = capsys.readouterr().out
-    assert f"missing subject folder: {root / 'sub02'}  (5 samples)" in out
-    assert f"missing clip folder: {root / 'sub01' / data['df'].Filename[0]}" in out
+    assert f"missing subject folder: {root / 'sub02'}  (5 samples, first {data['sheet']}: row 7)" in out
+    assert f"missing clip folder: {root / 'sub01' / data['df'].Filename[0]}  ({data['sheet']}: row 2)" in out
     assert "missing frame:" not in out and out.count("  missing ") == 2
     assert "2 missing frames or folders, 6 of 10 samples affected" in out
     assert "others" in out and "per subject: 01:5, 02:5" in out
@@ -411,3 +415,221 @@ def test_progress_writes_plain_lines_when_not_a_terminal():
     assert lines[2].startswith("train: 3/4 epochs") and lines[2].endswith("loss 2.000")
     quiet = io.StringIO()
     assert list(dl.progress(iter(range(3)), "x", every=3600, file=quiet)) == [0, 1, 2] and quiet.getvalue() == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# CAS(ME)^3 Part A and CUSTOM (any dataset from a CSV), built from the demo's faces
+
+@pytest.fixture(scope="module")
+def casme3(tmp_path_factory):
+    """3 subjects x task a (happy, disgust, surprise) + task b (anger, others, fear, sad), 4 frames
+    a clip, the clips of a task one after another in one video: 21 samples."""
+    root = tmp_path_factory.mktemp("casme3") / "A"
+    sheet = make_demo.build_casme3(str(root), subjects=3, frames=4)
+    return dict(root=str(root), sheet=sheet, df=pd.read_excel(sheet, dtype=str))
+
+
+@pytest.fixture(scope="module")
+def custom(tmp_path_factory):
+    root = tmp_path_factory.mktemp("custom")
+    csv = make_demo.build_custom(str(root), subjects=3, frames=4)   # clips/P1_happy/frame_0012.png ...
+    return dict(root=str(root), csv=csv, df=pd.read_csv(csv))
+
+
+def write_casme3(path, df):
+    """A cas(me)3 sheet with numeric frame cells, as the distributed one."""
+    df = df.copy()
+    for c in ("Onset", "Apex", "Offset"):
+        df[c] = [int(v) if str(v).isdigit() else v for v in df[c]]
+    df.to_excel(path, index=False)
+    return str(path)
+
+
+def test_casme3_native_layout_and_class_sets(casme3):
+    s = dl.read_samples(casme3["sheet"], casme3["root"], "CASME3")
+    t = s.table
+    assert s.classes == ["negative", "positive", "surprise"]
+    assert counts(s) == {"negative": 12, "positive": 3, "surprise": 3}   # others dropped
+    assert "dropped 3 (not in the 3-class set): others 3" in s.notes
+    assert sorted(t.subject.unique()) == ["spNO.1", "spNO.2", "spNO.3"] and set(t.face) == {"dlib"}
+    assert all(os.path.isfile(p) for p in [*t.onset_path, *t.apex_path])
+    # one task video, several micro-expressions: (subject, filename) repeats, the onset tells them apart
+    a = t[(t.subject == "spNO.1") & (t.filename == "a")]
+    assert a.onset.tolist() == [1, 5, 9] and a.onset_path.tolist() == [
+        os.path.join(casme3["root"], "spNO.1", "a", "color", f"{n}.jpg") for n in (1, 5, 9)]
+    assert len({dl.cache_file("c", r) for r in t.to_dict("records")}) == len(t)
+    assert len({dl.sample_id(r) for r in t.to_dict("records")}) == len(t)
+    assert [sub for sub, _, _ in dl.loso_splits(t.subject)] == ["spNO.1", "spNO.2", "spNO.3"]
+    s4 = dl.read_samples(casme3["sheet"], casme3["root"], "CASME3", 4)
+    assert counts(s4) == {"negative": 12, "positive": 3, "surprise": 3, "others": 3}
+    s7 = dl.read_samples(casme3["sheet"], casme3["root"], "CASME3", 7)
+    assert s7.classes == ["happy", "disgust", "fear", "anger", "sad", "surprise", "others"]
+    assert len(s7.table) == len(casme3["df"]) == 21 and counts(s7) == {e: 3 for e in s7.classes}
+    assert (s7.table.emotion == casme3["df"].emotion).all()
+    assert "--num_classes 5 does not fit CASME3" in error(casme3["sheet"], casme3["root"], "CASME3", 5)
+    s2 = dl.read_samples(casme3["sheet"], casme3["root"], "CASME3", 7, classes=["happy", "surprise"])
+    assert s2.classes == ["happy", "surprise"] and len(s2.table) == 6
+
+
+def test_casme3_sheet_slips_use_the_middle_frame_and_are_listed(casme3, tmp_path, capsys):
+    df = casme3["df"].copy()
+    i = df.index[(df.Subject == "spNO.2") & (df.Filename == "b")][0]   # anger: frames 1..4
+    df.loc[i, "Apex"] = "1"                                              # = onset (as spNO.142 i)
+    j = df.index[(df.Subject == "spNO.3") & (df.Filename == "a")][1]   # disgust: frames 5..8
+    df.loc[j, "Apex"] = "3"                                              # before onset (spNO.149 d)
+    k = df.index[(df.Subject == "spNO.1") & (df.Filename == "a")][2]   # surprise: frames 9..12
+    df.loc[k, "Apex"] = "14"                                             # after offset
+    sheet = write_casme3(tmp_path / make_demo.CASME3_SHEET, df)
+    s = dl.read_samples(sheet, casme3["root"], "CASME3")
+    assert len(s.table) == 18   # nothing skipped
+    apex = s.table.set_index(["subject", "filename", "onset"]).apex
+    assert apex["spNO.2", "b", 1] == 2 and apex["spNO.3", "a", 5] == 6 and apex["spNO.1", "a", 9] == 10
+    want = [f"{sheet}: row {i + 2}: apex 1 equal to onset 1 (spNO.2/b@1, offset 4): middle frame 2 used",
+            f"{sheet}: row {j + 2}: apex 3 before onset 5 (spNO.3/a@5, offset 8): middle frame 6 used",
+            f"{sheet}: row {k + 2}: apex 14 after offset 12 (spNO.1/a@9, offset 12): middle frame 10 used"]
+    assert sorted(n for n in s.notes if "middle frame" in n) == sorted(want)
+    assert spw.main(["--catego", "CASME3", "--csv_path", sheet, "--root", casme3["root"], "--check"]) == 0
+    out = capsys.readouterr().out
+    assert all(w in out for w in want) and "CASME3: 18 samples, 3 subjects" in out
+
+
+def test_casme3_bad_inputs_name_file_and_row(casme3, tmp_path, capsys):
+    root, df = casme3["root"], casme3["df"]
+    typo = df.copy()
+    typo.loc[4, "emotion"] = "hapy"
+    sheet = write_casme3(tmp_path / "typo.xlsx", typo)
+    assert error(sheet, root, "CASME3") == (f"{sheet}: row 6: unknown emotion 'hapy' (CASME3 emotions: "
+                                            "happy, disgust, fear, anger, sad, surprise, others)")
+    sheet = write_casme3(tmp_path / "nocol.xlsx", df.drop(columns="emotion"))
+    assert "missing column Estimated Emotion" in error(sheet, root, "CASME3")
+    sheet = write_casme3(tmp_path / "dup.xlsx", pd.concat([df, df.iloc[[1]]]))
+    assert error(sheet, root, "CASME3") == f"{sheet}: row 23: duplicate sample spNO.1/a@5 (first at {sheet}: row 3)"
+    bad = df.copy()
+    bad.loc[2, "Onset"] = "x"
+    sheet = write_casme3(tmp_path / "onset.xlsx", bad)
+    assert error(sheet, root, "CASME3") == f"{sheet}: row 4: onset 'x' is not a number"
+    # a missing frame: --check names it and the sheet row of its sample
+    gone = tmp_path / "A"
+    shutil.copytree(root, gone)
+    r = df[(df.Subject == "spNO.2") & (df.Filename == "b")].iloc[1]   # others, frames 5..8
+    os.remove(gone / "spNO.2" / "b" / "color" / f"{r.Apex}.jpg")
+    argv = ["--catego", "CASME3", "--csv_path", casme3["sheet"], "--root", str(gone), "--check"]
+    assert spw.main(argv) == 0   # others is not in the 3-class set
+    assert "0 missing" in capsys.readouterr().out
+    assert spw.main(argv + ["--num_classes", "7"]) == 1
+    out = capsys.readouterr().out
+    assert f"missing frame: {gone / 'spNO.2' / 'b' / 'color' / f'{r.Apex}.jpg'}  ({casme3['sheet']}: row {r.name + 2})" in out
+    assert "1 missing frames or folders, 1 of 21 samples affected" in out
+
+
+def test_custom_csv_classes_frames_and_offsets(custom, tmp_path):
+    s = dl.read_samples(custom["csv"], custom["root"], "CUSTOM")
+    t = s.table
+    assert s.classes == ["disgust", "happy", "surprise"]   # the CSV's emotions, sorted
+    assert "classes from the emotions of the sheet, sorted: disgust, happy, surprise" in s.notes
+    assert counts(s) == {"disgust": 3, "happy": 3, "surprise": 3} and set(t.face) == {"dlib"}
+    assert t.onset_path[0] == os.path.join(custom["root"], "clips", "P1_happy", "frame_0012.png")
+    assert all(os.path.isfile(p) for p in [*t.onset_path, *t.apex_path])
+    sub = dl.read_samples(custom["csv"], custom["root"], "CUSTOM", classes=["surprise", "happy"])
+    assert sub.classes == ["happy", "surprise"] and len(sub.table) == 6 and "dropped 3" in " ".join(sub.notes)
+    assert "classes from the emotions of the sheet, sorted: disgust, happy, surprise; --classes keeps happy, surprise" in sub.notes
+    msg = error(custom["csv"], custom["root"], "CUSTOM", classes=["happy", "angry"])
+    assert msg == "--classes angry: no such emotion in the CSV (it has disgust, happy, surprise)"
+    assert "--num_classes 5 does not fit CUSTOM" in error(custom["csv"], custom["root"], "CUSTOM", 5)
+    # no offset column: the clip folder ends the clip; a blank apex or one past the clip -> middle frame
+    df = custom["df"].copy()
+    df["apex"] = df.apex.astype(object)
+    df.loc[0, "apex"], df.loc[1, "apex"] = None, 40
+    df.loc[2, "emotion"] = " Disgust "   # case and spaces do not make another class
+    csv = tmp_path / "clips.csv"
+    df.to_csv(csv, index=False)
+    s = dl.read_samples(str(csv), custom["root"], "CUSTOM")
+    assert s.classes == ["disgust", "happy", "surprise"] and s.table.apex[:2].tolist() == [13, 13]
+    assert f"{csv}: row 2: apex missing (P1/clips/P1_happy@12, offset 15): middle frame 13 used" in s.notes
+    assert f"{csv}: row 3: apex 40 after offset 15 (P1/clips/P1_surprise@12, offset 15): middle frame 13 used" in s.notes
+
+
+def test_custom_bad_inputs_name_file_and_row(custom, tmp_path, capsys):
+    df, root = custom["df"], custom["root"]
+    csv = tmp_path / "noclip.csv"
+    df.drop(columns="clip").to_csv(csv, index=False)
+    assert error(str(csv), root, "CUSTOM") == f"{csv}: no header row with columns Subject and Filename"
+    csv = tmp_path / "noapex.csv"
+    df.drop(columns="apex").to_csv(csv, index=False)
+    assert "missing column ApexFrame" in error(str(csv), root, "CUSTOM")
+    bad = df.copy()
+    bad.loc[3, "clip"] = "clips/nowhere"
+    bad.loc[3, "apex"] = 12
+    csv = tmp_path / "bad.csv"
+    bad.to_csv(csv, index=False)
+    assert error(str(csv), root, "CUSTOM") == (f"{csv}: row 5: apex 12 equal to onset 12 (P2/clips/nowhere@12) "
+                                               "and no offset after the onset to take the middle frame from")
+    # a missing frame is named like the clip's other frames, with its CSV row
+    frames = tmp_path / "frames"
+    shutil.copytree(root, frames)
+    os.remove(frames / "clips" / "P3_surprise" / f"frame_{df.apex[7]:04d}.png")
+    assert spw.main(["--catego", "CUSTOM", "--csv_path", custom["csv"], "--root", str(frames), "--check"]) == 1
+    out = capsys.readouterr().out
+    assert f"missing frame: {frames / 'clips' / 'P3_surprise' / f'frame_{df.apex[7]:04d}.png'}  " \
+           f"({custom['csv']}: row 9)" in out
+    assert "1 missing frames or folders, 1 of 9 samples affected" in out
+
+
+def test_list_frames_any_name_ending_in_digits(tmp_path):
+    for name in ["img46.jpg", "frame_0047.png", "48.bmp", "a1b49.JPEG", "notes.txt", "thumbs.db"]:
+        (tmp_path / name).write_bytes(b"")
+    frames = dl.list_frames(str(tmp_path), "CUSTOM", "x")
+    assert {n: os.path.basename(p) for n, (p, _) in frames.items()} == {
+        46: "img46.jpg", 47: "frame_0047.png", 48: "48.bmp", 49: "a1b49.JPEG"}
+
+
+def test_composite_of_chosen_parts_and_lodo_splits(data, casme3):
+    sheets = [data["sheet"], data["samm_sheet"], casme3["sheet"]]
+    s = dl.read_samples(sheets, [data["casme"], data["samm"], casme3["root"]], "COMPOSITE",
+                        parts=["CASME", "SAMM", "CASME3"])
+    assert counts(s, "dataset") == {"CASME": 8, "SAMM": 9, "CASME3": 18}
+    assert s.table.subject[s.table.dataset == "CASME3"].str.startswith("casme3_spNO.").all()
+    assert "CASME3 disgust, fear, anger, sad" in dl.describe(s)
+    two = dl.read_samples(sheets[:2], [data["casme"], data["samm"]], "COMPOSITE", parts=["CASME", "SAMM"])
+    assert counts(two, "dataset") == {"CASME": 8, "SAMM": 9}
+    folds = list(dl.lodo_splits(two.table.dataset))
+    assert [d for d, _, _ in folds] == ["CASME", "SAMM"]
+    for d, tr, te in folds:
+        assert set(two.table.dataset[te]) == {d} and d not in set(two.table.dataset[tr])
+        assert len(tr) + len(te) == len(two.table)
+    msg = error(sheets[:1], [data["casme"]], "COMPOSITE", parts=["CASME", "CUSTOM"])
+    assert msg.startswith("--parts CASME CUSTOM: expected distinct datasets among CASME, SAMM, SMIC, CASME3")
+    assert "--parts goes with --catego COMPOSITE" in error(data["sheet"], data["casme"], "CASME", parts=["CASME"])
+    assert "takes 2 coding sheets (CASME, SAMM) and 2 dataset folders" in error(
+        sheets, [data["casme"], data["samm"]], "COMPOSITE", parts=["CASME", "SAMM"])
+    with pytest.raises(dl.DataError, match="lodo needs two or more datasets"):
+        list(dl.lodo_splits(["CASME"] * 3))
+
+
+def test_readme_mmew_mapping_gives_a_custom_csv(custom, tmp_path):
+    # MMEW's sheet and layout (clips under <emotion>/<Filename>/), mapped as the README shows
+    rows = []
+    for r in custom["df"].itertuples():
+        emotion = r.emotion.capitalize()
+        shutil.copytree(os.path.join(custom["root"], r.clip), tmp_path / "mmew" / emotion / f"{r.subject}_{r.emotion}")
+        rows.append(dict(Subject=r.subject, Filename=f"{r.subject}_{r.emotion}", OnsetFrame=r.onset,
+                         ApexFrame=r.apex, OffsetFrame=r.onset + 3, **{"Estimated Emotion": emotion}))
+    pd.DataFrame(rows).to_excel(tmp_path / "MMEW_Micro_Exp.xlsx", index=False)
+    df = pd.read_excel(tmp_path / "MMEW_Micro_Exp.xlsx")   # the README's lines, paths aside
+    pd.DataFrame({"subject": df["Subject"], "clip": df["Estimated Emotion"] + "/" + df["Filename"],
+                  "onset": df["OnsetFrame"], "apex": df["ApexFrame"], "offset": df["OffsetFrame"],
+                  "emotion": df["Estimated Emotion"]}).to_csv(tmp_path / "mmew.csv", index=False)
+    s = dl.read_samples(str(tmp_path / "mmew.csv"), str(tmp_path / "mmew"), "CUSTOM")
+    assert s.classes == ["disgust", "happy", "surprise"] and len(s.table) == 9
+    assert all(os.path.isfile(p) for p in [*s.table.onset_path, *s.table.apex_path])
+
+
+def test_custom_caches_with_and_without_alignment(custom, tmp_path):
+    s = dl.read_samples(custom["csv"], custom["root"], "CUSTOM")
+    one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
+    for face in ("auto", "none"):   # auto = dlib for CUSTOM frames
+        assert dl.build_caches(one, str(tmp_path / face), face=face, quiet=True) == []
+        path = dl.cache_file(str(tmp_path / face), s.table.iloc[0])
+        assert path.endswith(os.path.join("P1", "clips", "P1_happy_12.npz"))
+        with np.load(path) as z:
+            assert json.loads(str(z["meta"]))["settings"]["face"] == ("dlib" if face == "auto" else "none")

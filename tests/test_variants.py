@@ -112,3 +112,16 @@ def test_summary_from_before_per_epoch_scoring_leaves_ap_columns_empty(tmp_path)
     md, rows = variants.write_table(str(tmp_path), variants.grid(), [])
     assert rows[0]["ap_epoch"] == "" and rows[0]["ap_uf1"] == ""
     assert "| SSSN_F | SSSN | F | - | 0.5000 | 0.4000 | 0.4500 | 0.4200 | - | - | - | - | 3.0 |" in md
+
+
+def test_dataset_flags_pass_through_to_train():
+    import train
+    args = variants.parser().parse_args([
+        "--catego", "COMPOSITE", "--parts", "CASME", "SAMM", "--path", "c.xlsx", "s.xlsx", "--img_root", "C", "S",
+        "--protocol", "lodo", "--classes", "negative", "positive", "--num_classes", "3"])
+    a = train.parser().parse_args(variants.train_argv(args, "DSSN", ["F", "G"], "mul", "run"))
+    assert (a.catego, a.parts, a.path, a.img_root) == ("COMPOSITE", ["CASME", "SAMM"], ["c.xlsx", "s.xlsx"], ["C", "S"])
+    assert (a.protocol, a.classes, a.num_classes) == ("lodo", ["negative", "positive"], 3)
+    custom = variants.parser().parse_args(["--catego", "CUSTOM", "--path", "clips.csv", "--img_root", "R"])
+    a = train.parser().parse_args(variants.train_argv(custom, "SSSN", ["G"], None, "run"))
+    assert (a.catego, a.path, a.img_root, a.protocol, a.classes) == ("CUSTOM", ["clips.csv"], ["R"], "loso", None)
