@@ -126,10 +126,10 @@ def bench_preprocess(pairs_per_subject, subjects, workers, frames=6):
         sheet = make_demo.build_demo(root, subjects=subjects, clips_per_class=pairs_per_subject // 5, frames=frames)
         samples = dl.read_samples(sheet, root, "CASME")
         for w in sorted({1, workers}):
-            # + flow=... once build_caches takes it; the lead adds "ipol" (pp.FLOW_METHODS) at the merge
-            for flow in ["opencv"]:
+            for flow in pp.FLOW_METHODS:   # the IPOL port (the default) beside OpenCV's DualTVL1
                 t = time.perf_counter()
-                failures = dl.build_caches(samples, os.path.join(tmp, f"cache_{flow}_{w}"), "fixed", "dlib", w, quiet=True)
+                failures = dl.build_caches(samples, os.path.join(tmp, f"cache_{flow}_{w}"), "fixed", "dlib", w,
+                                           quiet=True, flow=flow)
                 if failures:
                     raise RuntimeError(f"preprocessing failed: {failures[:3]}")
                 out.setdefault(flow, {})[w] = len(samples.table) / (time.perf_counter() - t)
