@@ -58,5 +58,5 @@ def test_quick_run_reports_figures_and_ratios_to_peak(tmp_path):
         assert m["train_peak_ratio"] == pytest.approx(m["train_gflops"] / peak)
         assert len(m["train_epochs"]) == 1   # 2 epochs, the first untimed
     pre = res["preprocess_pairs_per_s"]
-    assert set(pre) == {"opencv"} and pre["opencv"]["1"] > 0
+    assert set(pre) == {"ipol", "opencv"} and pre["ipol"]["1"] > 0 and pre["opencv"]["1"] > 0
     assert "% of peak" in r.stdout and "pairs/s" in r.stdout
