@@ -583,7 +583,8 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
     """Compute and write the cache of every sample that lacks a valid one.
     Returns [(subject/filename@onset, reason)] of the failures; finished caches are never lost.
     Workers read and align the frames; this process computes the flow FLOW_BATCH pairs at a
-    time (a batched torch call uses the cores better than one pair per process) and writes."""
+    time (one torch call a batch; on CPU the IPOL flow runs on one thread, see pp.tvl1_ipol,
+    so a worker aligning beside it keeps a second core busy) and writes."""
     jobs = []
     for row in samples.table.to_dict("records"):
         if face != "auto":

@@ -130,8 +130,10 @@ def markdown(rows, configs, missing):
     lines = []
     if configs:
         c = next(iter(configs.values()))
-        sheets = ", ".join(os.path.basename(p) for p in dl.as_list(c["path"])) or os.path.basename(dl.as_list(c["img_root"])[0])
-        data = "synthetic demo" if c.get("demo") else f"{c['catego']} ({sheets})"
+        if c.get("demo"):
+            data = "synthetic demo"
+        else:   # SMIC has no sheet: name its folder
+            data = f"{c['catego']} ({', '.join(map(os.path.basename, dl.as_list(c['path']) or dl.as_list(c['img_root'])))})"
         lodo = c.get("protocol") == "lodo"
         lines += [f"{'LODO' if lodo else 'LOSO'} on {data}: {c['samples']} samples, {c['folds']} "
                   f"{'datasets' if lodo else 'subjects'}, {len(c['classes'])} classes; "
