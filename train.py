@@ -145,7 +145,7 @@ def resolve(args):
     if args.protocol != "loso":
         tag += "_" + args.protocol
     name = f"{tag}_{args.model}_{''.join(args.image_mode)}" + (f"_{args.combination_mode}" if want == 2 else "") \
-        + ("_final" if args.final else "")
+        + ("_shuffled" if args.shuffle_labels else "") + ("_final" if args.final else "")
     args.weight_save_path = args.weight_save_path or os.path.join("runs", name)
     return args
 
