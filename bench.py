@@ -35,6 +35,7 @@ import dataloader as dl
 import network
 import preprocess as pp
 import train
+import utils
 
 
 def flops(model="DSSN", mode="mul", num_classes=5):
@@ -151,8 +152,8 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, figures are rough")
     p.add_argument("--models", nargs="+", default=["DSSN-mul"], choices=["SSSN", "DSSN-add", "DSSN-mul", "DSSN-cat"])
-    p.add_argument("--batch", type=dl.positive_int, help="batch size (default the authors' 60; --quick 8)")
-    p.add_argument("--epochs", type=dl.int_range(2), help="epochs of train_fold, the first untimed (default 3)")
+    p.add_argument("--batch", type=utils.positive_int, help="batch size (default the authors' 60; --quick 8)")
+    p.add_argument("--epochs", type=utils.int_range(2), help="epochs of train_fold, the first untimed (default 3)")
     a = p.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -171,7 +172,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     bf16_ok, bf16_why = train.native_bf16(device)
     res = dict(device=torch.cuda.get_device_name(device) if cuda else "cpu", cpu=cpu_name(),
-               torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
+               torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=utils.cpus(),
                batch=batch, train_samples=n_train, quick=a.quick, loadavg_start=os.getloadavg()[0],
                bf16=bf16_ok, bf16_skipped=None if bf16_ok else bf16_why, models={}, peak={})
     print(f"bench: {res['device']} ({res['cpu']}), torch {res['torch']}, {res['threads']} threads, "
@@ -196,7 +197,7 @@ def main(argv=None):
             print(f"{name} {prec}: train {r['train_samples_per_s']:.1f} samples/s = {r['train_gflops']:.0f} GFLOP/s "
                   f"= {100 * r['train_peak_ratio']:.0f}% of peak; inference {r['infer_samples_per_s']:.1f} samples/s "
                   f"= {r['infer_gflops']:.0f} GFLOP/s = {100 * r['infer_peak_ratio']:.0f}% of peak", flush=True)
-    pre = bench_preprocess(5, 1 if a.quick else 2, 1 if a.quick else os.cpu_count() or 1, 3 if a.quick else 6)
+    pre = bench_preprocess(5, 1 if a.quick else 2, 1 if a.quick else utils.cpus(), 3 if a.quick else 6)
     res["preprocess_pairs_per_s"] = pre
     for flow, by_workers in pre.items():
         print(f"preprocess ({flow} TV-L1, 320x240 frames): " + ", ".join(
@@ -205,7 +206,7 @@ def main(argv=None):
     print(f"load average {res['loadavg_end']:.2f} at the end (other work on the machine slows every figure); "
           f"{res['seconds']}s", flush=True)
     if a.json:
-        dl.atomic_write(a.json, lambda f: f.write(json.dumps(res, indent=2).encode()))
+        utils.atomic_write(a.json, lambda f: f.write(json.dumps(res, indent=2).encode()))
     return 0
 
 

@@ -18,27 +18,21 @@ Datasets, coding sheets, feature caches and LOSO splits.
 A sample is (subject, filename, onset): a CAS(ME)^3 task video holds several micro-expressions.
 
 Everything that differs per dataset lives in the DATASETS table below; the functions are shared.
-Sheets, layouts and class sets: ../shared/reference/dssn-facts.md, section 5.
+Sheets, layouts and class sets: docs/datasets.md.
 """
-import argparse
 import collections
 import glob
 import json
-import math
 import os
 import re
 import string
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
-from multiprocessing import get_context
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 import preprocess as pp
+import utils
 
 # Canonical column -> the names it has in the official sheets and in the port's hand-made CSVs
 # (`Subject, Filename, Onset, Apex, Estimated Emotion`).
@@ -55,7 +49,7 @@ REQUIRED = ("subject", "filename", "onset", "apex", "emotion")
 IMAGE_EXTS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff")
 
 # Class sets: class -> the emotions (lower case, as in the sheet or the folder name) it takes.
-# The 3-class sets are MEGC 2019's composite mapping (facts 5). A dataset's first set is its default.
+# The 3-class sets are MEGC 2019's composite mapping. A dataset's first set is its default.
 NEG_POS_SUR = {"negative": ["negative"], "positive": ["positive"], "surprise": ["surprise"]}
 CASME3_EMOTIONS = ["happy", "disgust", "fear", "anger", "sad", "surprise", "others"]
 CASME3_3 = {"negative": ["disgust", "fear", "anger", "sad"], "positive": ["happy"], "surprise": ["surprise"]}
@@ -87,7 +81,7 @@ DATASETS = {
     ),
     # SMIC (HS, VIS or NIR): no coding sheet. The clip template's {emotion} folder is the label,
     # onset / offset are the clip's first / last frame, and with no apex annotation the middle
-    # frame stands in for it (the usual choice, facts 5).
+    # frame stands in for it (the usual choice).
     "SMIC": dict(
         prefix="smic", sheet=None, subject_width=0,
         clip="{subject}/micro/{emotion}/{filename}", example="s1/micro/negative/s1_ne_01/image000123.bmp",
@@ -98,7 +92,7 @@ DATASETS = {
     # CAS(ME)^3 Part A: cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx (Subject "spNO.1", Filename the
     # task video "a".."m", lower-case `emotion`). A task video holds several micro-expressions, so
     # a sample is (subject, filename, onset). Frames spNO.1/b/color/175.jpg; depth/ is not used.
-    # Class sets as published (facts 5): 3 = MEGC's, 4 = + others, 7 = every emotion. `emotions`
+    # Class sets as published: 3 = MEGC's, 4 = + others, 7 = every emotion. `emotions`
     # lists all the sheet uses: any other is a typo and stops the run with its row.
     "CASME3": dict(
         prefix="casme3", sheet="cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", subject_width=0,
@@ -117,13 +111,13 @@ DATASETS = {
         frames=[("{any}{n}.jpg", "dlib")], classes=None,
     ),
     # MEGC 2019 composite: each part read with its own 3-class set; subjects get the part's
-    # prefix so LOSO runs over all 68 subjects (facts 5). `parts` is the default; any datasets
+    # prefix so LOSO runs over all 68 subjects. `parts` is the default; any datasets
     # with a 3-class set of these names can be composed (read_samples(parts=...), --parts).
     "COMPOSITE": dict(parts=["CASME", "SAMM", "SMIC"], classes={3: NEG_POS_SUR}),
 }
 
 
-class DataError(Exception):
+class DataError(utils.UserError):
     """Bad input: the message is one line naming the file, row or column."""
 
 
@@ -518,27 +512,6 @@ def cache_file(cache_dir, row):
     return os.path.join(cache_dir, row["subject"], f"{row['filename']}_{row['onset']}.npz")
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path, write):
-    """Call write(fileobj) on a temp file beside `path`, then rename it into place: a crash or
-    Ctrl-C never leaves a half-written `path`."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def cache_settings(row, encoding, flow="ipol"):
     return pp.settings(row["face"], encoding, flow)
 
@@ -570,7 +543,7 @@ def _write_one(job, on, ap, u, v):
     try:
         feats = pp.encode(on, ap, u, v, settings["encoding"])
         meta = json.dumps({"settings": settings, "onset": row["onset_path"], "apex": row["apex_path"]})
-        atomic_write(path, lambda f: np.savez(f, meta=meta, **feats))
+        utils.atomic_write(path, lambda f: np.savez(f, meta=meta, **feats))
         return None
     except OSError as e:   # e.g. a full or read-only cache folder: a failure of this sample
         return f"{e.filename or path}: cannot write cache ({e.strerror or e})"
@@ -609,10 +582,9 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
         pending.clear()
 
     workers = max(1, min(workers, len(jobs)))
-    # fork shares the loaded dlib model
-    with get_context("fork").Pool(workers) if workers > 1 else _Serial() as pool:
+    with utils.pool(workers) as pool:
         # the bar counts aligned pairs; their flow follows in batches of FLOW_BATCH
-        for job, crops, err in progress(pool.imap_unordered(_crop_one, jobs), "preprocess", len(jobs),
+        for job, crops, err in utils.progress(pool.imap_unordered(_crop_one, jobs), "preprocess", len(jobs),
                                         "pair", disable=quiet):
             if err:
                 failures.append((sample_id(job[0]), err))
@@ -629,18 +601,6 @@ def failure_table(failures):
     """The samples build_caches could not preprocess, one line each with the reason."""
     width = max(len(s) for s, _ in failures)
     return "\n".join([f"\n{len(failures)} samples failed:"] + [f"  {s:<{width}}  {why}" for s, why in sorted(failures)])
-
-
-class _Serial:
-    """Pool stand-in for one worker: no fork, easier to debug."""
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def imap_unordered(self, fn, jobs):
-        return map(fn, jobs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,91 +661,3 @@ def lodo_splits(datasets):
 
 # --protocol -> (the Streams field whose values are held out one at a time, the split function)
 PROTOCOLS = {"loso": ("subjects", loso_splits), "lodo": ("datasets", lodo_splits)}
-
-
-# ---------------------------------------------------------------------------------------------
-# command-line helpers shared by every script: flag ranges checked at parse time, progress output
-
-def int_range(lo, hi=None):
-    """An argparse type: an integer in lo..hi, else argparse's one-line error naming the flag
-    (`train.py: error: argument --epochs: must be 1 or more, got 0`), before any work starts."""
-    def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < lo or (hi is not None and v > hi):
-            want = f"{lo} or more" if hi is None else f"{lo}..{hi}"
-            raise argparse.ArgumentTypeError(f"must be {want}, got {v}")
-        return v
-    parse.__name__ = f"int {lo}.." + ("" if hi is None else str(hi))
-    return parse
-
-
-positive_int = int_range(1)
-nonneg_int = int_range(0)
-
-
-def positive_float(text):
-    """An argparse type: a finite number above 0 (e.g. a learning rate)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
-    return v
-
-
-def shard(text):
-    """An argparse type for --shard I/N: (I, N) with 1 <= I <= N."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        i = n = 0
-    if not 1 <= i <= n:
-        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N (e.g. 2/4), got {text!r}")
-    return i, n
-
-
-class progress:
-    """Progress of a loop: a tqdm bar on a terminal; elsewhere (a SLURM log, a pipe) a plain line
-    at most every `every` seconds instead of carriage-return updates, so log files stay readable.
-    `set_postfix(loss="0.123")` shows figures with it (call it once per item at most, e.g. per
-    epoch: the value is formatted by the caller, so a CUDA loop syncs only when it asks to).
-
-        bar = dl.progress(range(100), "train", unit="epoch")
-        for epoch in bar:
-            ...
-            bar.set_postfix(loss=f"{loss:.3f}")
-    """
-
-    def __init__(self, iterable, desc, total=None, unit="it", every=30.0, disable=False, file=None):
-        self.file = file or sys.stderr
-        self.iterable, self.desc, self.unit, self.every = iterable, desc, unit, every
-        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
-        self.postfix, self.disable = {}, disable
-        self.bar = None
-        if not disable and self.file.isatty():
-            self.bar = tqdm(iterable, desc=desc, total=self.total, unit=unit, leave=False,
-                            dynamic_ncols=True, file=self.file)
-
-    def set_postfix(self, **kw):
-        self.postfix = kw
-        if self.bar is not None:
-            self.bar.set_postfix(kw, refresh=False)
-
-    def __iter__(self):
-        if self.bar is not None:
-            yield from self.bar
-            return
-        t0 = last = time.perf_counter()
-        for n, item in enumerate(self.iterable, 1):
-            yield item
-            now = time.perf_counter()
-            if not self.disable and now - last >= self.every and n != self.total:
-                last = now
-                of = f"/{self.total}" if self.total else ""
-                left = f", about {(self.total - n) * (now - t0) / n:.0f}s left" if self.total else ""
-                extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
-                print(f"{self.desc}: {n}{of} {self.unit}s, {now - t0:.0f}s{left}{extra}", file=self.file, flush=True)

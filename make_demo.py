@@ -11,10 +11,6 @@ that face with one of five action-unit movements of 1.5-3 px, placed on dlib lan
 The same seed gives the same frames byte for byte and the same sheet cells (the .xlsx
 file itself carries a save timestamp). An existing finished root is reused: delete it
 (or pass --force) to rebuild with other settings.
-
-The same faces and movements in two other layouts, for tests of the loaders (library only):
-    make_demo.build_casme3("demo_casme3")   # spNO.1/a/color/1.jpg, several clips per task video
-    make_demo.build_custom("demo_custom")   # clips/P1_happy/frame_0012.png + clips.csv
 """
 import argparse
 import os
@@ -25,8 +21,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-import dataloader as dl
 import preprocess
+import utils
 
 CLASSES = ["happiness", "disgust", "repression", "surprise", "others"]   # CASME II 5-class set
 SHEET = "CASME2-coding-demo.xlsx"
@@ -183,88 +179,15 @@ def build_demo(root, subjects=5, clips_per_class=2, frames=6, seed=0, size=(320,
     return os.path.join(root, SHEET)
 
 
-def _write_clips(rng, base, pts, moves, frames, folder, name, first=1):
-    """Write the clips of `moves` one after another into one frame sequence, as a task video
-    holds them; returns [(onset, apex, offset)] in frame numbers from `first`."""
-    os.makedirs(folder, exist_ok=True)
-    out, n = [], first
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if name.endswith(".jpg") else []
-    for move in moves:
-        imgs, apex = _clip(rng, base, pts, move, frames)
-        for t, img in enumerate(imgs):
-            cv2.imwrite(os.path.join(folder, name.format(n=n + t)), img, params)
-        out.append((n, n + apex - 1, n + frames - 1))
-        n += frames
-    return out
-
-
-CASME3_SHEET = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
-CASME3_COLUMNS = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"]
-# CAS(ME)^3 emotion -> the demo movement standing in for it. The four negative emotions move the
-# nose or the brows down (AU9 / AU4), so the MEGC 3-class set is learnable; others is AU24.
-CASME3_MOVES = {"happy": "happiness", "disgust": "disgust", "fear": "disgust", "anger": "others",
-                "sad": "others", "surprise": "surprise", "others": "repression"}
-CASME3_TASKS = {"a": ["happy", "disgust", "surprise"], "b": ["anger", "others", "fear", "sad"]}
-
-
-def build_casme3(root, subjects=3, frames=4, seed=0, size=(320, 240), tasks=CASME3_TASKS) -> str:
-    """CAS(ME)^3 Part A layout under `root`: spNO.<s>/<task>/color/<n>.jpg (and an empty depth/),
-    each task video holding several micro-expressions one after another, and the sheet
-    cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx with numeric frame cells and lower-case emotions.
-    Returns the sheet's path (an existing one is returned as is)."""
-    sheet = os.path.join(root, CASME3_SHEET)
-    if os.path.isfile(sheet):
-        return sheet
-    rows = []
-    for s in range(1, subjects + 1):
-        rng = np.random.RandomState([seed, s])
-        base, pts = _subject(rng, size)
-        for task, emotions in tasks.items():
-            folder = os.path.join(root, f"spNO.{s}", task)
-            os.makedirs(os.path.join(folder, "depth"), exist_ok=True)
-            spans = _write_clips(rng, base, pts, [CASME3_MOVES[e] for e in emotions], frames,
-                                 os.path.join(folder, "color"), "{n}.jpg")
-            rows += [[f"spNO.{s}", task, on, ap, off, AUS[CASME3_MOVES[e]][0], "I", e]
-                     for e, (on, ap, off) in zip(emotions, spans)]
-    pd.DataFrame(rows, columns=CASME3_COLUMNS).to_excel(sheet + ".tmp.xlsx", index=False)
-    os.replace(sheet + ".tmp.xlsx", sheet)   # the sheet last: a killed build is not reused
-    return sheet
-
-
-# CUSTOM demo emotion -> the movement standing in for it
-CUSTOM_MOVES = {"happy": "happiness", "surprise": "surprise", "disgust": "disgust"}
-
-
-def build_custom(root, subjects=3, frames=4, seed=0, size=(320, 240), first=12) -> str:
-    """A dataset for --catego CUSTOM: clips/P<s>_<emotion>/frame_0012.png ... (numbers from
-    `first`, zero-padded to 4) and clips.csv with columns subject, clip, onset, apex, emotion
-    (no offset: the clip folder ends the clip). Returns the CSV's path."""
-    csv = os.path.join(root, "clips.csv")
-    if os.path.isfile(csv):
-        return csv
-    rows = []
-    for s in range(1, subjects + 1):
-        rng = np.random.RandomState([seed, s])
-        base, pts = _subject(rng, size)
-        for e, move in CUSTOM_MOVES.items():
-            clip = f"clips/P{s}_{e}"
-            (on, ap, _), = _write_clips(rng, base, pts, [move], frames, os.path.join(root, clip),
-                                        "frame_{n:04d}.png", first)
-            rows.append(dict(subject=f"P{s}", clip=clip, onset=on, apex=ap, emotion=e))
-    pd.DataFrame(rows).to_csv(csv + ".tmp", index=False)
-    os.replace(csv + ".tmp", csv)
-    return csv
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="demo")
-    p.add_argument("--subjects", type=dl.positive_int, default=5)
-    p.add_argument("--clips_per_class", type=dl.positive_int, default=2)
-    p.add_argument("--frames", type=dl.int_range(3), default=6,
+    p.add_argument("--subjects", type=utils.positive_int, default=5)
+    p.add_argument("--clips_per_class", type=utils.positive_int, default=2)
+    p.add_argument("--frames", type=utils.int_range(3), default=6,
                    help="frames a clip (3 or more: onset, apex and offset are distinct)")
-    p.add_argument("--seed", type=dl.nonneg_int, default=0)
-    p.add_argument("--size", type=dl.int_range(64), nargs=2, default=(320, 240), metavar=("W", "H"))
+    p.add_argument("--seed", type=utils.nonneg_int, default=0)
+    p.add_argument("--size", type=utils.int_range(64), nargs=2, default=(320, 240), metavar=("W", "H"))
     p.add_argument("--force", action="store_true", help="delete --root first and rebuild")
     a = p.parse_args(argv)
     if a.force:

@@ -10,7 +10,8 @@ linear classifier on the 256x15x15 maps.
     logits = model(x1, x2)                         # x*: (N, 3, 227, 227), pixels in 0..255
 
 The model returns logits; the authors' final softmax is folded into the cross-entropy loss.
-This file stands alone (torch and numpy; onnx and h5py only to read those weight files).
+This file stands alone (torch, numpy and utils' error class; onnx and h5py only to read those
+weight files).
 """
 import codecs
 import math
@@ -21,11 +22,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import utils
+
 # ImageNet RGB mean the authors subtract from 0..255 pixels before dividing by 255.
 IMAGENET_MEAN = (123.68, 116.779, 103.939)
 CONV1_SHAPE = (96, 3, 11, 11)
 CONV2_SHAPE = (256, 48, 5, 5)
 FEATURES = 256 * 15 * 15  # 57,600 per stream
+
+
+class WeightsError(utils.UserError, ValueError):
+    """A weights file that cannot be used: one line naming the file, what was expected and found."""
 
 
 class LRN(nn.Module):
@@ -221,7 +228,7 @@ def _read_torch(path):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+        raise WeightsError(f"{path}: expected a state dict, found {type(state).__name__}")
     return _find_convs(state), [f"{k} {tuple(v.shape)}" for k, v in state.items() if torch.is_tensor(v)]
 
 
@@ -251,15 +258,15 @@ def _read_npy(path):
         version = fmt.read_magic(f)
         shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
         if not dtype.hasobject:
-            raise ValueError(f"{path}: a plain {dtype} array of shape {shape}, expected a pickled dict "
+            raise WeightsError(f"{path}: a plain {dtype} array of shape {shape}, expected a pickled dict "
                              f"layer -> [weight, bias] (bvlc_alexnet.npy)")
         try:
             obj = _ArrayUnpickler(f, encoding="latin1").load()
         except pickle.UnpicklingError as e:
-            raise ValueError(f"{path}: {e}") from None
+            raise WeightsError(f"{path}: {e}") from None
     layers = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
     if not isinstance(layers, dict):
-        raise ValueError(f"{path}: expected a dict layer -> [weight, bias], found {type(layers).__name__}")
+        raise WeightsError(f"{path}: expected a dict layer -> [weight, bias], found {type(layers).__name__}")
     found, seen = {}, []
     for key, params in layers.items():
         key = key.decode("latin1") if isinstance(key, bytes) else str(key)   # Python 2 files: bytes
@@ -328,16 +335,16 @@ def read_pretrained(path):
     """AlexNet conv1/conv2 (weight, bias) from a weights file in any of FORMATS, as
     {"conv1": (w, b), "conv2": (w, b)}: float32 torch tensors, OIHW, cross-correlation as torch
     uses it. The input-channel order is kept as stored (Caffe's conv1 saw BGR images).
-    Raises ValueError with one line naming what was expected and what the file holds."""
+    Raises WeightsError with one line naming what was expected and what the file holds."""
     try:
         fmt = weights_format(path)
         found, seen = READERS[fmt](path)
     except Exception as e:  # unreadable / not a file of that format
-        if isinstance(e, ValueError) and str(e).startswith(f"{path}:"):   # ours, already one line
+        if isinstance(e, WeightsError):   # ours, already one line
             raise
-        raise ValueError(f"{path}: cannot read weights file ({type(e).__name__}: {e})".replace("\n", " ")) from None
+        raise WeightsError(f"{path}: cannot read weights file ({type(e).__name__}: {e})".replace("\n", " ")) from None
     if len(found) < 2:
-        raise ValueError(f"{path}: expected conv1 weight {CONV1_SHAPE} and conv2 weight {CONV2_SHAPE} "
+        raise WeightsError(f"{path}: expected conv1 weight {CONV1_SHAPE} and conv2 weight {CONV2_SHAPE} "
                          f"(each with a bias) in this {FORMATS[fmt]}, found: {', '.join(seen) or 'no weights'}")
     as_tensor = lambda a: a.detach().float().contiguous() if torch.is_tensor(a) else \
         torch.from_numpy(np.array(a, dtype=np.float32, order="C"))   # a writable copy

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import dataloader as dl
 import preprocess as pp
 from network import build_model
+import utils
 
 # Farneback parameters of OpenCV's own example (pyr_scale, levels, winsize, iterations, poly_n,
 # poly_sigma, flags): the apex search only ranks frames, it does not feed the model.
@@ -42,7 +42,7 @@ CAM_BLUR = 8.0   # px, one step of that grid
 CAM_METHODS = ("hirescam", "gradcam")   # see run_model
 
 
-class PredictError(Exception):
+class PredictError(utils.UserError):
     """Bad input: the message is one line naming the file or flag."""
 
 
@@ -53,10 +53,10 @@ def parser():
     p.add_argument("--onset", help="onset frame (image file)")
     p.add_argument("--apex", help="apex frame (image file)")
     p.add_argument("--video", help="video file, or an image sequence as a printf pattern (img%%d.jpg)")
-    p.add_argument("--onset_frame", type=dl.nonneg_int, help="onset frame index in --video (from 0)")
-    p.add_argument("--apex_frame", type=dl.nonneg_int, help="apex frame index in --video; omit to search for it")
-    p.add_argument("--offset_frame", type=dl.nonneg_int, help="last frame of the apex search (default onset + --window)")
-    p.add_argument("--window", type=dl.positive_int, default=30, help="frames after the onset searched for the apex")
+    p.add_argument("--onset_frame", type=utils.nonneg_int, help="onset frame index in --video (from 0)")
+    p.add_argument("--apex_frame", type=utils.nonneg_int, help="apex frame index in --video; omit to search for it")
+    p.add_argument("--offset_frame", type=utils.nonneg_int, help="last frame of the apex search (default onset + --window)")
+    p.add_argument("--window", type=utils.positive_int, default=30, help="frames after the onset searched for the apex")
     p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES],
                    help="face handling; auto = dlib if the model was trained with it, else as trained")
     p.add_argument("--cam", metavar="OUT.png", help="save a class-activation picture of the predicted class")
@@ -188,8 +188,7 @@ def plot_cam(path, apex_rgb, cams, image_mode, classes, probs, method="hirescam"
     fig.suptitle(f"predicted {classes[k]} (p = {probs[k]:.2f}); {name} on conv2, each panel scaled "
                  f"to its peak", fontsize=9)
     fig.tight_layout()
-    dl.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=80))
-    plt.close(fig)
+    utils.save_png(fig, path, dpi=80)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,24 +342,19 @@ def report(out, extra, args):
         print(f"{name} of {out['prediction']} on conv2 of each stream: {out['cam']}")
 
 
-def main(argv=None):
-    args = parser().parse_args(argv)
-    try:
-        out, extra = predict(args.weights, args.onset, args.apex, args.video, args.onset_frame, args.apex_frame,
-                             args.offset_frame, args.window, args.face, args.cam, args.cam_method, args.device)
-    except (PredictError, pp.PreprocessError, dl.DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:   # e.g. --cam into a folder that cannot be written
-        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+def run(args):
+    out, extra = predict(args.weights, args.onset, args.apex, args.video, args.onset_frame, args.apex_frame,
+                         args.offset_frame, args.window, args.face, args.cam, args.cam_method, args.device)
     if args.json:
         print(json.dumps(out))
     else:
         report(out, extra, args)
     return 0
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    return utils.cli(lambda: run(args))
 
 
 if __name__ == "__main__":

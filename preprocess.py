@@ -7,7 +7,7 @@ Pure functions on frames: face alignment, TV-L1 flow and the DSSN input images.
 
 `features` returns u, v (horizontal / vertical flow onset -> apex), F (flow magnitude),
 S (optical strain), G (grayscale apex) and the aligned onset / apex crops (RGB, for plots).
-Facts behind every choice: ../shared/reference/dssn-facts.md, section 1.
+The authors' choices behind each step, and where this code departs from them: docs/fidelity.md.
 """
 import importlib.util
 import math
@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+import utils
 
 SIZE = 227
 # The IPOL TV-L1 program's defaults, used by the authors (Micro-Expression-with-Deep-Learning,
@@ -39,7 +41,7 @@ ENCODINGS = ("fixed", "minmax")
 MODES = ("F", "S", "G")  # the third channel of a stream: magnitude, strain, gray apex
 
 
-class PreprocessError(Exception):
+class PreprocessError(utils.UserError):
     """A frame or face problem, with a message that names the file."""
 
 
@@ -389,7 +391,7 @@ def flows(onsets_gray, apexes_gray, method="ipol", batch=16):
 
 
 def stream(feats, mode):
-    """The 227x227x3 image of one stream: (u, v, X) with X = F, S or G (facts section 1),
+    """The 227x227x3 image of one stream: (u, v, X) with X = F, S or G,
     channels last: a batch of them is a channels_last NCHW tensor after a permute, no copy."""
     if mode not in MODES:
         raise ValueError(f"--image_mode must be among {', '.join(MODES)}, got {mode!r}")

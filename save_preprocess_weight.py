@@ -24,6 +24,7 @@ import sys
 
 import dataloader as dl
 import preprocess as pp
+import utils
 
 
 def parser():
@@ -35,7 +36,7 @@ def parser():
     p.add_argument("--root", nargs="+", required=True, help="dataset folder(s) holding the subject "
                    "folders (SMIC: the HS, VIS or NIR folder; COMPOSITE: CASME II, SAMM, SMIC)")
     p.add_argument("--catego", required=True, choices=list(dl.DATASETS), help="dataset")
-    p.add_argument("--num_classes", type=dl.positive_int, default=None,
+    p.add_argument("--num_classes", type=utils.positive_int, default=None,
                    help="class set: default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE, CASME3 3; "
                    "CUSTOM: the CSV's emotions); 3 = MEGC; CASME3 also 4, 7")
     p.add_argument("--classes", nargs="+", help="keep only these classes (CUSTOM: of the CSV's emotions)")
@@ -48,9 +49,10 @@ def parser():
                    help="fixed: authors' x16+128; minmax: the port's per-sample rescaling")
     p.add_argument("--flow", default="ipol", choices=pp.FLOW_METHODS,
                    help="TV-L1 flow: ipol, the authors' program (torch port); opencv: OpenCV's DualTVL1")
-    p.add_argument("--workers", type=dl.positive_int, default=os.cpu_count(), help="processes")
+    p.add_argument("--workers", type=utils.positive_int, default=utils.cpus(),
+                   help="processes (default: the CPUs this job may use)")
     p.add_argument("--check", action="store_true", help="only list samples and missing frames")
-    p.add_argument("--show", type=dl.nonneg_int, default=None, metavar="N", help="plot sample N's inputs")
+    p.add_argument("--show", type=utils.nonneg_int, default=None, metavar="N", help="plot sample N's inputs")
     p.add_argument("--out", default="sample.png", help="image file for --show")
     return p
 
@@ -88,7 +90,7 @@ def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol")
         ax.axis("off")
     fig.suptitle(f"{dl.sample_id(row)}  ({samples.classes[row['label']]})", fontsize=10)
     fig.tight_layout()
-    dl.atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=90))
+    utils.save_png(fig, out, dpi=90)
     print(f"wrote {out}")
 
 
@@ -113,17 +115,7 @@ def run(args):
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    try:
-        return run(args)
-    except (dl.DataError, pp.PreprocessError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:   # e.g. an output folder that cannot be made: finished caches are kept
-        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished caches are kept; rerun to continue", file=sys.stderr)
-        return 130
+    return utils.cli(lambda: run(args), "interrupted: finished caches are kept; rerun to continue")
 
 
 if __name__ == "__main__":

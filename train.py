@@ -28,14 +28,15 @@ import time
 import zlib
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
+import compare
 import dataloader as dl
 import preprocess as pp
 from network import (DSSN, FORMATS, build_model, count_parameters, load_pretrained, read_pretrained,
                      weights_format)
+import utils
 
 # The authors' settings (ME_Autoencoders train_multi_stream.py): Adam lr 1e-4, batch 60, 100 epochs.
 PAPER = dict(batch_size=60, learning_rate=1e-4, epochs=100)
@@ -55,7 +56,7 @@ def parser():
     p.add_argument("--catego", default="CASME", choices=list(dl.DATASETS), help="dataset")
     p.add_argument("--img_root", nargs="+", help="dataset folder holding the subject folders; "
                    "COMPOSITE: one per part (default CASME II, SAMM, SMIC); CUSTOM: the folder of the clips")
-    p.add_argument("--num_classes", type=dl.positive_int, default=None,
+    p.add_argument("--num_classes", type=utils.positive_int, default=None,
                    help="class set; default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE, CASME3 3; "
                    "CUSTOM the CSV's emotions); CASME3 also 4, 7")
     p.add_argument("--classes", nargs="+", help="keep only these classes (CUSTOM: of the CSV's emotions)")
@@ -66,17 +67,17 @@ def parser():
     p.add_argument("--combination_mode", default="mul", choices=DSSN.MODES, help="DSSN fusion")
     p.add_argument("--image_mode", nargs="+", default=None,
                    help="third channel per stream: F S G (DSSN two, SSSN one; default F G / G)")
-    p.add_argument("--batch_size", type=dl.positive_int, help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
+    p.add_argument("--batch_size", type=utils.positive_int, help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
     p.add_argument("--weight_save_path", help="run folder (default runs/<catego>_<model>_<modes>)")
     p.add_argument("--model", default="DSSN", choices=["SSSN", "DSSN"])
-    p.add_argument("--epochs", type=dl.positive_int, help=f"default {PAPER['epochs']} (demo {DEMO['epochs']})")
-    p.add_argument("--learning_rate", type=dl.positive_float,
+    p.add_argument("--epochs", type=utils.positive_int, help=f"default {PAPER['epochs']} (demo {DEMO['epochs']})")
+    p.add_argument("--learning_rate", type=utils.positive_float,
                    help=f"default {PAPER['learning_rate']} (demo {DEMO['learning_rate']})")
     p.add_argument("--cache_dir", help="feature caches (default cache/<catego>); missing ones are built")
     p.add_argument("--pretrained", default="none",
                    help="ImageNet AlexNet conv1/conv2: the authors' Keras 1 alexnet_weights.h5, bvlc_alexnet.npy, "
                    "bvlcalexnet-*.onnx or a state dict (the port's partial.pt); or none")
-    p.add_argument("--seed", type=dl.nonneg_int, default=0)
+    p.add_argument("--seed", type=utils.nonneg_int, default=0)
     p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"],
                    help="mixed precision; auto = bf16 on a GPU with native bf16, else none (fp32); bf16 where it is not native is refused")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
@@ -84,10 +85,11 @@ def parser():
     p.add_argument("--encoding", default="fixed", choices=pp.ENCODINGS)
     p.add_argument("--flow", default="ipol", choices=pp.FLOW_METHODS,
                    help="TV-L1 flow: ipol, the authors' program (torch port); opencv: OpenCV's DualTVL1")
-    p.add_argument("--workers", type=dl.positive_int, default=os.cpu_count(), help="preprocessing processes")
+    p.add_argument("--workers", type=utils.positive_int, default=utils.cpus(),
+                   help="preprocessing processes (default: the CPUs this job may use)")
     p.add_argument("--subjects", nargs="+", help="run only these held-out subjects' folds "
                    "(--protocol lodo: these held-out datasets)")
-    p.add_argument("--shard", metavar="I/N", type=dl.shard,
+    p.add_argument("--shard", metavar="I/N", type=utils.shard,
                    help="run every N-th fold starting at the I-th (1-based), e.g. a SLURM array task's share")
     p.add_argument("--save_weights", action="store_true", help="also save each fold's model")
     p.add_argument("--new", action="store_true", help="if the run folder exists, use a new one beside it")
@@ -186,7 +188,7 @@ def open_run(args, config):
                 raise dl.DataError(f"{run} was made with {k}={old.get(k)!r}, this run has {config[k]!r}: "
                                    f"use another --weight_save_path, or --new")
     else:
-        dl.atomic_write(cfg_path, lambda f: f.write(json.dumps(config, indent=2).encode()))
+        utils.atomic_write(cfg_path, lambda f: f.write(json.dumps(config, indent=2).encode()))
     os.makedirs(os.path.join(run, "folds"), exist_ok=True)
     return run
 
@@ -258,7 +260,7 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     te = torch.as_tensor(test_idx, device=device)
     batch = lambda idx: [s[idx].permute(0, 3, 1, 2) for s in streams]   # NHWC gather -> channels_last
     losses, per_epoch = [], []
-    bar = dl.progress(range(args.epochs), "train", unit="epoch")
+    bar = utils.progress(range(args.epochs), "train", unit="epoch")
     for _ in bar:
         model.train()
         perm = tr[torch.randperm(len(tr), generator=gen).to(device)]
@@ -280,138 +282,6 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     if epoch_probs is not None:
         epoch_probs.extend(p.cpu().numpy() for p in per_epoch)
     return probs.cpu().numpy(), [float(l) / len(tr) for l in torch.stack(losses).cpu()], model
-
-
-def metrics(y, p, classes):
-    from sklearn.metrics import (accuracy_score, f1_score, precision_recall_fscore_support,
-                                 precision_score, recall_score)
-    labels = list(range(len(classes)))
-    P = precision_score(y, p, labels=labels, average="macro", zero_division=0)
-    R = recall_score(y, p, labels=labels, average="macro", zero_division=0)
-    pc, rc, fc, sc = precision_recall_fscore_support(y, p, labels=labels, zero_division=0)
-    return {
-        "accuracy": float(accuracy_score(y, p)),
-        "uf1": float(f1_score(y, p, labels=labels, average="macro", zero_division=0)),
-        "uar": float(R),
-        "weighted_f1": float(f1_score(y, p, labels=labels, average="weighted", zero_division=0)),
-        "author_f1": float(2 * P * R / (P + R)) if P + R > 0 else 0.0,   # facts section 4
-        "per_class": {c: {"precision": float(pc[k]), "recall": float(rc[k]), "f1": float(fc[k]),
-                          "support": int(sc[k])} for k, c in enumerate(classes)},
-    }
-
-
-def summarize(run, log=print):
-    """Pool every fold of a run folder into predictions.csv, summary.json, confusion_matrix.png."""
-    with open(os.path.join(run, "config.json")) as f:
-        config = json.load(f)
-    folds = []
-    for name in sorted(os.listdir(os.path.join(run, "folds"))):
-        if name.endswith(".json"):
-            with open(os.path.join(run, "folds", name)) as f:
-                folds.append(json.load(f))
-    if not folds:
-        raise dl.DataError(f"{run}: no finished folds")
-    classes = config["classes"]
-    pred = pd.DataFrame([r for fold in folds for r in fold["rows"]])
-    m = metrics(pred.label, pred.prediction, classes)
-    m["per_subject"] = {s: {"n": int(len(g)), "accuracy": float((g.label == g.prediction).mean())}
-                        for s, g in pred.groupby("subject")}
-    if pred.dataset.nunique() > 1:   # the MEGC composite is also scored per dataset
-        m["per_dataset"] = {d: {k: v for k, v in metrics(g.label, g.prediction, classes).items() if k != "per_class"}
-                            | {"n": int(len(g))} for d, g in pred.groupby("dataset")}
-    m["folds"] = len(folds)
-    m["samples"] = int(len(pred))
-    m["seconds"] = round(sum(fold["seconds"] for fold in folds), 1)
-    m["config"] = config
-    out = pred.assign(label=pred.label.map(classes.__getitem__), prediction=pred.prediction.map(classes.__getitem__))
-    curves = epoch_curves(folds, classes)
-    if curves:
-        m["per_epoch"] = curves
-        best = max(curves, key=lambda e: e["author_f1"])   # max keeps the earliest of ties
-        m["authors_protocol"] = {k: best[k] for k in ("epoch", "accuracy", "uf1", "uar", "author_f1")} | {
-            "note": "epoch chosen by the best pooled authors' F1 ON THE TEST SUBJECTS, as the authors did: "
-                    "for comparison with the paper only; the headline figures are the last epoch's"}
-    dl.atomic_write(os.path.join(run, "predictions.csv"), lambda f: out.to_csv(f, index=False))
-    dl.atomic_write(os.path.join(run, "summary.json"), lambda f: f.write(json.dumps(m, indent=2).encode()))
-    plot_confusion(pred.label, pred.prediction, classes, os.path.join(run, "confusion_matrix.png"))
-    protocol = config.get("protocol", "loso")
-    log(f"\n{protocol.upper()} over {m['folds']} {'datasets' if protocol == 'lodo' else 'subjects'}, "
-        f"{m['samples']} samples ({run})")
-    log(f"  accuracy {m['accuracy']:.4f}   UF1 {m['uf1']:.4f}   UAR {m['uar']:.4f}   "
-        f"weighted F1 {m['weighted_f1']:.4f}   authors' F1 {m['author_f1']:.4f}")
-    log(f"  {'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
-    for c, v in m["per_class"].items():
-        log(f"  {c:<12}{v['precision']:>10.3f}{v['recall']:>10.3f}{v['f1']:>10.3f}{v['support']:>9d}")
-    for d, v in m.get("per_dataset", {}).items():
-        log(f"  {d:<12} n {v['n']:>4}   accuracy {v['accuracy']:.4f}   UF1 {v['uf1']:.4f}   UAR {v['uar']:.4f}")
-    if curves:
-        plot_curves(curves, os.path.join(run, "learning_curves.png"))
-        uf1 = [e["uf1"] for e in curves]
-        a = m["authors_protocol"]
-        log(f"  pooled test UF1 over {len(curves)} epochs: min {min(uf1):.4f}, max {max(uf1):.4f}, "
-            f"last {uf1[-1]:.4f} (learning_curves.png)")
-        log(f"  authors' protocol, epoch {a['epoch']} PICKED ON TEST DATA (for comparison with the paper only): "
-            f"accuracy {a['accuracy']:.4f}   UF1 {a['uf1']:.4f}   UAR {a['uar']:.4f}   authors' F1 {a['author_f1']:.4f}")
-    else:
-        log("  no per-epoch scores in these fold files (made before per-epoch scoring): "
-            "no per_epoch, authors_protocol or learning curves")
-    return m
-
-
-def epoch_curves(folds, classes):
-    """Pooled test metrics and mean training loss after each epoch, from the folds'
-    epoch_predictions; None when a fold file has none (or the folds disagree on epochs)."""
-    counts = {len(fold.get("epoch_predictions") or []) for fold in folds}
-    if len(counts) != 1 or 0 in counts:
-        return None
-    labels = [r["label"] for fold in folds for r in fold["rows"]]
-    curves = []
-    for e in range(counts.pop()):
-        pred = [p for fold in folds for p in fold["epoch_predictions"][e]]
-        m = metrics(labels, pred, classes)
-        curves.append({"epoch": e + 1, **{k: m[k] for k in ("accuracy", "uf1", "uar", "author_f1")},
-                       "train_loss": float(np.mean([fold["train_loss"][e] for fold in folds]))})
-    return curves
-
-
-def plot_confusion(y, p, classes, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
-    fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 2, 1.2 * len(classes) + 1.5))
-    ConfusionMatrixDisplay.from_predictions(y, p, labels=list(range(len(classes))), display_labels=classes,
-                                            ax=ax, colorbar=False, xticks_rotation=45)
-    fig.tight_layout()
-    dl.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
-
-
-def plot_curves(curves, path):
-    """Mean training loss over folds, and pooled test accuracy / UF1 / UAR after each epoch, with
-    the last epoch (the reported one) and the authors' pick (best authors' F1 on test) marked."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-    ep = [e["epoch"] for e in curves]
-    pick = max(curves, key=lambda e: e["author_f1"])["epoch"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    a.plot(ep, [e["train_loss"] for e in curves], marker=".", color="k")
-    a.set(xlabel="epoch", ylabel="training loss (mean over folds)", title="training")
-    for k, label in (("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR")):
-        b.plot(ep, [e[k] for e in curves], marker=".", label=label)
-    b.axvline(ep[-1], color="gray", lw=1, label=f"last epoch {ep[-1]} (reported)")
-    b.axvline(pick, color="red", lw=1, ls="--", label=f"authors' pick, epoch {pick} (chosen on test)")
-    b.set(xlabel="epoch", ylabel="pooled over the held-out subjects", title="test (LOSO)", ylim=(0, 1.02))
-    b.legend(fontsize=8, loc="lower right")
-    for ax in (a, b):
-        ax.set_xlim(0.5, ep[-1] + 0.5)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    dl.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
 
 
 def main_run(args):
@@ -489,11 +359,11 @@ def main_run(args):
                      **{f"p_{c}": round(float(q), 6) for c, q in zip(samples.classes, pr)})
                 for i, p, pr in zip(test_idx, pred, probs)]
         if args.save_weights:
-            dl.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"), lambda f: torch.save(model.state_dict(), f))
+            utils.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"), lambda f: torch.save(model.state_dict(), f))
         fold = dict(**{what: held_out}, seconds=round(time.time() - t0, 2), train_loss=losses, rows=rows,
                     # each epoch's predicted labels of `rows`, in order: the per-epoch curves
                     epoch_predictions=[p.argmax(1).tolist() for p in epochs])
-        dl.atomic_write(fold_path, lambda f: f.write(json.dumps(fold).encode()))
+        utils.atomic_write(fold_path, lambda f: f.write(json.dumps(fold).encode()))
         acc = float((pred == data.y[test_idx]).mean())
         spent.append(fold["seconds"])
         left = np.mean(spent) * (len(todo) - len(spent))
@@ -505,7 +375,7 @@ def main_run(args):
         log(f"{done} of {n_folds} folds finished in {run}; the summary is "
             f"written when the last one lands (or: python train.py --summarize {run})")
         return 0
-    summarize(run, log)
+    compare.summarize(run, log)
     return 0
 
 
@@ -521,29 +391,23 @@ def train_final(args, run, log, samples, data, streams, y, pretrained):
                 train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())),
                 sample_ids=[f"{s}/{f}@{o}" for s, f, o in zip(data.subjects, data.filenames, data.onsets)])
     path = os.path.join(run, "final.pt")
-    dl.atomic_write(path, lambda f: torch.save(ckpt, f))
+    utils.atomic_write(path, lambda f: torch.save(ckpt, f))
     log(f"final model on all {len(data.y)} samples of {len(ckpt['subjects'])} subjects "
         f"(train loss {losses[0]:.3f} -> {losses[-1]:.3f}, {time.time() - t0:.1f}s): {path}; "
         f"no held-out subject, so no metrics")
     return 0
 
 
+def run(args):
+    if args.summarize:
+        compare.summarize(args.summarize)
+        return 0
+    return main_run(args)
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
-    try:
-        if args.summarize:
-            summarize(args.summarize)
-            return 0
-        return main_run(args)
-    except (dl.DataError, pp.PreprocessError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:   # e.g. a read-only or full output folder: finished folds are kept
-        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished folds are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
+    return utils.cli(lambda: run(args), "interrupted: finished folds are kept; rerun the same command to resume")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import sys
 
 import dataloader as dl
 import train
+import utils
 
 MODELS = ("SSSN", "DSSN")
 MODES = ("F", "G", "S")   # the paper's order, so pairs read FG, FS, GS
@@ -68,21 +69,21 @@ def parser():
     g.add_argument("--img_root", nargs="+")
     g.add_argument("--catego")
     g.add_argument("--parts", nargs="+")
-    g.add_argument("--num_classes", type=dl.positive_int)
+    g.add_argument("--num_classes", type=utils.positive_int)
     g.add_argument("--classes", nargs="+")
     g.add_argument("--protocol")
-    g.add_argument("--epochs", type=dl.positive_int)
-    g.add_argument("--batch_size", type=dl.positive_int)
-    g.add_argument("--learning_rate", type=dl.positive_float)
+    g.add_argument("--epochs", type=utils.positive_int)
+    g.add_argument("--batch_size", type=utils.positive_int)
+    g.add_argument("--learning_rate", type=utils.positive_float)
     g.add_argument("--cache_dir")
     g.add_argument("--pretrained")
-    g.add_argument("--seed", type=dl.nonneg_int)
+    g.add_argument("--seed", type=utils.nonneg_int)
     g.add_argument("--amp")
     g.add_argument("--device")
     g.add_argument("--face")
     g.add_argument("--encoding")
     g.add_argument("--flow")
-    g.add_argument("--workers", type=dl.positive_int)
+    g.add_argument("--workers", type=utils.positive_int)
     g.add_argument("--demo_dir")
     return p
 
@@ -166,8 +167,8 @@ def write_table(out, variants, requested):
     w = csv.DictWriter(buf, fieldnames=[k for k, _ in COLUMNS], lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    dl.atomic_write(os.path.join(out, "table.md"), lambda f: f.write(md.encode()))
-    dl.atomic_write(os.path.join(out, "table.csv"), lambda f: f.write(buf.getvalue().encode()))
+    utils.atomic_write(os.path.join(out, "table.md"), lambda f: f.write(md.encode()))
+    utils.atomic_write(os.path.join(out, "table.csv"), lambda f: f.write(buf.getvalue().encode()))
     return md, rows
 
 

@@ -2,7 +2,6 @@
 CSV, the MEGC 2019 composite, CAS(ME)^3 Part A and CUSTOM CSVs, built small from the demo's
 astronaut frames (make_demo)."""
 import importlib
-import io
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 
 import dataloader as dl
+import builders
 import make_demo
 import save_preprocess_weight as spw
 
@@ -399,24 +399,6 @@ def test_numeric_flags_are_refused_at_parse_time(script, argv, flag, capsys):
     assert f"error: argument {flag}" in err, err
 
 
-def test_flag_types_accept_what_they_should():
-    assert dl.positive_int("3") == 3 and dl.nonneg_int("0") == 0 and dl.int_range(3)("3") == 3
-    assert dl.positive_float("1e-4") == 1e-4 and dl.shard("2/4") == (2, 4) and dl.shard("1/1") == (1, 1)
-
-
-def test_progress_writes_plain_lines_when_not_a_terminal():
-    f = io.StringIO()   # a log file or a pipe: no carriage returns, one readable line per update
-    bar = dl.progress(range(4), "train", unit="epoch", every=0, file=f)
-    for i in bar:
-        bar.set_postfix(loss=f"{i:.3f}")
-    lines = f.getvalue().splitlines()
-    assert "\r" not in f.getvalue() and len(lines) == 3, lines   # the last item is left to the caller
-    assert lines[0].startswith("train: 1/4 epochs") and lines[0].endswith("loss 0.000")
-    assert lines[2].startswith("train: 3/4 epochs") and lines[2].endswith("loss 2.000")
-    quiet = io.StringIO()
-    assert list(dl.progress(iter(range(3)), "x", every=3600, file=quiet)) == [0, 1, 2] and quiet.getvalue() == ""
-
-
 # ---------------------------------------------------------------------------------------------
 # CAS(ME)^3 Part A and CUSTOM (any dataset from a CSV), built from the demo's faces
 
@@ -425,14 +407,14 @@ def casme3(tmp_path_factory):
     """3 subjects x task a (happy, disgust, surprise) + task b (anger, others, fear, sad), 4 frames
     a clip, the clips of a task one after another in one video: 21 samples."""
     root = tmp_path_factory.mktemp("casme3") / "A"
-    sheet = make_demo.build_casme3(str(root), subjects=3, frames=4)
+    sheet = builders.build_casme3(str(root), subjects=3, frames=4)
     return dict(root=str(root), sheet=sheet, df=pd.read_excel(sheet, dtype=str))
 
 
 @pytest.fixture(scope="module")
 def custom(tmp_path_factory):
     root = tmp_path_factory.mktemp("custom")
-    csv = make_demo.build_custom(str(root), subjects=3, frames=4)   # clips/P1_happy/frame_0012.png ...
+    csv = builders.build_custom(str(root), subjects=3, frames=4)   # clips/P1_happy/frame_0012.png ...
     return dict(root=str(root), csv=csv, df=pd.read_csv(csv))
 
 
@@ -479,7 +461,7 @@ def test_casme3_sheet_slips_use_the_middle_frame_and_are_listed(casme3, tmp_path
     df.loc[j, "Apex"] = "3"                                              # before onset (spNO.149 d)
     k = df.index[(df.Subject == "spNO.1") & (df.Filename == "a")][2]   # surprise: frames 9..12
     df.loc[k, "Apex"] = "14"                                             # after offset
-    sheet = write_casme3(tmp_path / make_demo.CASME3_SHEET, df)
+    sheet = write_casme3(tmp_path / builders.CASME3_SHEET, df)
     s = dl.read_samples(sheet, casme3["root"], "CASME3")
     assert len(s.table) == 18   # nothing skipped
     apex = s.table.set_index(["subject", "filename", "onset"]).apex

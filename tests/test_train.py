@@ -15,6 +15,8 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 import dataloader as dl
 
+import builders
+import compare
 import make_demo
 import save_preprocess_weight
 import train
@@ -211,7 +213,7 @@ def test_summary_reports_per_dataset_for_the_composite(tmp_path):
                 "rows": [dict(dataset=d, subject=subject, filename=f"c{i}", label=l, prediction=p)
                          for i, (d, l, p) in enumerate(rs)]}
         (tmp_path / "folds" / f"{subject}.json").write_text(json.dumps(fold))
-    m = train.summarize(str(tmp_path), log=lambda *_: None)
+    m = compare.summarize(str(tmp_path), log=lambda *_: None)
     assert m["per_dataset"]["CASME"]["uf1"] == 1.0 and m["per_dataset"]["CASME"]["n"] == 3
     samm = m["per_dataset"]["SAMM"]
     assert samm["uar"] == pytest.approx(1 / 3) and samm["uf1"] == pytest.approx((2 * 1 / 4) / 3)
@@ -301,7 +303,7 @@ def test_per_epoch_scores_authors_protocol_and_keras_weights(dataset, tmp_path, 
         del fold["epoch_predictions"]
         (out / "folds" / f).write_text(json.dumps(fold))
     capsys.readouterr()
-    m = train.summarize(str(out))
+    m = compare.summarize(str(out))
     assert "per_epoch" not in m and "authors_protocol" not in m and m["uf1"] == s["uf1"]
     assert "no per-epoch scores" in capsys.readouterr().out
 
@@ -348,8 +350,8 @@ from test_dataloader import data, write_samm_sheet  # noqa: E402,F401  (the nati
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory):
     d = tmp_path_factory.mktemp("layouts")
-    return dict(dir=d, c3_sheet=make_demo.build_casme3(str(d / "casme3"), subjects=3, frames=4),
-                c3_root=str(d / "casme3"), csv=make_demo.build_custom(str(d / "custom"), subjects=3, frames=4),
+    return dict(dir=d, c3_sheet=builders.build_casme3(str(d / "casme3"), subjects=3, frames=4),
+                c3_root=str(d / "casme3"), csv=builders.build_custom(str(d / "custom"), subjects=3, frames=4),
                 cu_root=str(d / "custom"))
 
 
@@ -433,7 +435,7 @@ def test_lodo_on_the_composite(composite, capsys):
     assert len(p) == 24 and {"dataset", "subject", "filename", "onset"} <= set(p.columns)
     for name, g in p.groupby("dataset"):
         assert s["per_dataset"][name]["accuracy"] == pytest.approx((g.label == g.prediction).mean())
-    assert train.summarize(str(out), log=lambda *_: None)["uf1"] == s["uf1"]
+    assert compare.summarize(str(out), log=lambda *_: None)["uf1"] == s["uf1"]
     # MEGC 2018's hold-out-database evaluation: CASME II and SAMM only, trained on one, tested on the other
     out2 = d / "megc2018"
     assert train.main(tiny("--catego", "COMPOSITE", "--parts", "CASME", "SAMM", "--path", *composite["sheets"],

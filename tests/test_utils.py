@@ -1,4 +1,5 @@
-"""Tests for utils.py (SAMM frame renamer). Run: python -m pytest tests/test_utils.py -q"""
+"""Tests for utils.py (shared helpers, SAMM frame renamer). Run: python -m pytest tests/test_utils.py -q"""
+import io
 import os
 import subprocess
 import sys
@@ -142,3 +143,74 @@ def test_cli_missing_root(tmp_path):
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "does not exist" in lines[0] and "Traceback" not in r.stderr
+
+
+def test_flag_types_accept_what_they_should():
+    assert utils.positive_int("3") == 3 and utils.nonneg_int("0") == 0 and utils.int_range(3)("3") == 3
+    assert utils.positive_float("1e-4") == 1e-4 and utils.shard("2/4") == (2, 4) and utils.shard("1/1") == (1, 1)
+
+
+def test_progress_writes_plain_lines_when_not_a_terminal():
+    f = io.StringIO()   # a log file or a pipe: no carriage returns, one readable line per update
+    bar = utils.progress(range(4), "train", unit="epoch", every=0, file=f)
+    for i in bar:
+        bar.set_postfix(loss=f"{i:.3f}")
+    lines = f.getvalue().splitlines()
+    assert "\r" not in f.getvalue() and len(lines) == 3, lines   # the last item is left to the caller
+    assert lines[0].startswith("train: 1/4 epochs") and lines[0].endswith("loss 0.000")
+    assert lines[2].startswith("train: 3/4 epochs") and lines[2].endswith("loss 2.000")
+    quiet = io.StringIO()
+    assert list(utils.progress(iter(range(3)), "x", every=3600, file=quiet)) == [0, 1, 2] and quiet.getvalue() == ""
+
+
+def test_atomic_write_fsyncs_the_file_and_its_folder(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.path.realpath(f"/proc/self/fd/{fd}")), real(fd)))
+    path = tmp_path / "sub" / "fold.json"
+    utils.atomic_write(str(path), lambda f: f.write(b"{}"))
+    assert path.read_bytes() == b"{}" and os.listdir(tmp_path / "sub") == ["fold.json"]
+    # the temp file before the rename, then the folder, so the rename survives a power cut
+    assert len(synced) == 2 and synced[0].startswith(str(tmp_path / "sub" / ".tmp-"))
+    assert synced[1] == str(tmp_path / "sub")
+
+
+def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        utils.atomic_write(str(path), lambda f: (f.write(b"half"), (_ for _ in ()).throw(RuntimeError("boom"))))
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["summary.json"]
+
+
+def test_cli_one_line_for_our_errors_traceback_for_bugs(capsys):
+    def bad_input():
+        raise utils.UserError("sheet.xlsx: row 7: apex is not a number")
+    assert utils.cli(bad_input) == 2
+    assert capsys.readouterr().err == "error: sheet.xlsx: row 7: apex is not a number\n"
+
+    def unreadable():
+        open("/nonexistent/folder/fold.json")
+    assert utils.cli(unreadable) == 2
+    assert capsys.readouterr().err.startswith("error: /nonexistent/folder/fold.json: ")
+
+    def interrupted():
+        raise KeyboardInterrupt
+    assert utils.cli(interrupted, "interrupted: rerun to resume") == 130
+    assert "interrupted: rerun to resume" in capsys.readouterr().err
+
+    def bug():   # e.g. a slip in a researcher's edited code: the traceback must survive
+        return {}["missing"]
+    with pytest.raises(KeyError):
+        utils.cli(bug)
+    with pytest.raises(ValueError):
+        utils.cli(lambda: int("x"))
+
+
+def test_workers_default_to_the_cpus_this_process_may_use():
+    assert utils.cpus() == len(os.sched_getaffinity(0))
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c",
+                          "import train, save_preprocess_weight as s; "
+                          "print(train.parser().get_default('workers'), s.parser().get_default('workers'))"],
+                         cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]
