@@ -135,11 +135,8 @@ def run_model(model, xs, cam=None):
       hirescam: relu(sum_k G_k * A_k)            (Draelos & Carin 2020), the default
     Grad-CAM's spatial mean of the gradient suits networks that pool globally before the
     classifier; DSSN's classifier is a linear layer over the flattened 15x15 maps, so the mean
-    mixes locations of opposite sign. On a demo model (final DSSN F G mul, 4 subjects x 5
-    clips, scored on those 20 clips) the flow stream's Grad-CAM was all <= 0, an empty map, for
-    12 of 20 clips, and its peak was within 25 px of the landmarks the clip moved for 8 (flow)
-    and 15 (gray) of 20; HiResCAM's peak was within 25 px for all 20 in both streams (median
-    5 px flow, 9 px gray). Both maps are then blurred by one grid step for display."""
+    mixes locations of opposite sign (docs/predict.md compares the two on the demo). Both maps
+    are then blurred by one grid step for display."""
     acts = []
     hooks = [t.conv2.register_forward_hook(lambda mod, inp, out: acts.append(out)) for t in model.trunks]
     try:
@@ -237,12 +234,8 @@ def flow_energy(onset, frames, face, name="onset"):
     of magnitudes (px).
 
     The top 1 %, not the mean: an expression moves a few percent of the face, so the mean over
-    the crop is mostly sensor and compression noise. On 25 demo clips written as videos the mean
-    missed the apex by 9-12 frames on 3 clips (MJPG .avi); the top 1 % found it exactly on
-    every .avi clip and within 2 frames on every .mp4 (mp4v) clip.
-    Farneback, not TV-L1: on a 227x227 crop it takes ~13 ms a pair against ~560 ms for the
-    IPOL-parameter TV-L1 (2 CPU cores), 0.4 s instead of 17 s for a 30-frame window, and with
-    this score it ranked frames as well as TV-L1 did; the chosen pair then goes through TV-L1
+    the crop is mostly sensor and compression noise. Farneback, not TV-L1: it ranks frames alike
+    at a small fraction of the cost (docs/predict.md); the chosen pair then goes through TV-L1
     like the training data."""
     warp = pp.aligner(onset, face, name)
     gray = lambda img: cv2.cvtColor(warp(img), cv2.COLOR_BGR2GRAY)

@@ -290,8 +290,8 @@ def tvl1_ipol(I0, I1, **params):
     if I0.device.type != "cpu":
         return _tvl1_ipol(I0, I1, {**IPOL_TVL1, **params})
     # On CPU one thread: the images are too small for torch to gain from splitting an op, and
-    # the thread barrier after each of the ~20 ops an iteration made it 2-30x slower on 2 busy
-    # cores (measured: 0.4 s a pair on one thread, 1.4-12 s on two).
+    # the thread barrier after each of the ~20 ops an iteration costs more than the op
+    # (docs/performance.md).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

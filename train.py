@@ -213,7 +213,7 @@ def native_bf16(device):
     train.py and bench.py use. CPU: torch's own gate for oneDNN's bf16 kernels
     (torch.ops.mkldnn._is_mkldnn_bf16_supported: oneDNN's ISA detection, AVX-512 or newer), which
     reads CPUID and runs no bf16 instruction. Without it autocast falls back to emulated bf16
-    kernels, 10-100x slower than fp32 (README, Performance). CUDA: compute capability 8.0+."""
+    kernels, 10-100x slower than fp32 (docs/performance.md). CUDA: compute capability 8.0+."""
     if device.startswith("cuda"):
         ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
         return ok, "" if ok else f"{device} has no native bf16 (needs compute capability 8.0 or newer)"
