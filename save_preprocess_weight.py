@@ -57,11 +57,29 @@ def parser():
     return p
 
 
+def missing(samples):
+    """Every absent input, once, as (what, path, samples affected, where): a missing subject or
+    clip folder is one line, not two missing frames for each of its samples; `where` is the
+    sheet row (or folder) of the first sample affected."""
+    gone = {}
+    for r in samples.table.itertuples():
+        for p in dict.fromkeys((r.onset_path, r.apex_path)):
+            if os.path.isfile(p):
+                continue
+            top = p   # climb to the highest missing folder
+            while not os.path.isdir(os.path.dirname(top)) and os.path.dirname(top) != top:
+                top = os.path.dirname(top)
+            what = "frame" if top == p else "clip folder" if top == os.path.dirname(p) else \
+                "subject folder" if top == os.path.dirname(os.path.dirname(p)) else "folder"
+            gone.setdefault((what, top), {}).setdefault((r.subject, r.filename, r.onset), r.where)
+    return [(what, path, len(s), next(iter(s.values()))) for (what, path), s in sorted(gone.items(), key=lambda kv: kv[0][1])]
+
+
 def check(samples):
     """Print what the dataset gives and every missing frame or folder (a missing folder once);
     return the number of samples that cannot be preprocessed."""
     print(dl.describe(samples))
-    gone = dl.missing(samples)
+    gone = missing(samples)
     for what, path, n, where in gone:
         print(f"  missing {what}: {path}" + (f"  ({n} samples, first {where})" if n > 1 else f"  ({where})"))
     hit = {(r.subject, r.filename, r.onset) for r in samples.table.itertuples()

@@ -156,7 +156,7 @@ def test_samm_xlsx_note_rows_padded_and_unpadded(data):
     assert on["006"].endswith("006_05561.jpg") and on["007"].endswith("007_5561.jpg")
     s3 = dl.read_samples(data["samm_sheet"], data["samm"], "SAMM", 3)   # Other dropped, Fear kept
     assert counts(s3) == {"negative": 5, "positive": 2, "surprise": 2}
-    assert dl.missing(s3) == [("clip folder", os.path.join(data["samm"], "007", "007_99_1"), 1,
+    assert spw.missing(s3) == [("clip folder", os.path.join(data["samm"], "007", "007_99_1"), 1,
                                f"{data['samm_sheet']}: row 25")]
 
 
