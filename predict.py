@@ -21,6 +21,8 @@ range) gets one line `error: ...` and exit status 2.
 import argparse
 import json
 import os
+import pickle
+import re
 import sys
 
 import cv2
@@ -75,9 +77,15 @@ def load_checkpoint(path, device="cpu"):
     if not os.path.isfile(path):
         raise PredictError(f"{path}: weights file not found")
     try:
-        # weights_only=False: the dict carries lists and settings besides tensors (our own file).
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain values (the dict's lists and settings) only, so a shared
+        # final.pt can never run code; anything else is refused.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        if isinstance(e, pickle.UnpicklingError) and "weights only" in str(e).lower():
+            code = re.search(r"GLOBAL (\S+)", str(e))
+            raise PredictError(f"{path}: refused: " + (f"loading it would call {code[1]}" if code else
+                               "it holds objects that could run code") + "; a final.pt holds only tensors "
+                               "and plain values, and nothing loaded may run code") from None
         why = (str(e).strip().splitlines() or [""])[0]
         raise PredictError(f"{path}: cannot read weights ({type(e).__name__}: {why})") from None
     need = ["state_dict", "model", "num_classes", "combination_mode", "image_mode", "classes", "preprocess"]
