@@ -519,10 +519,9 @@ def cache_settings(row, encoding, flow="ipol"):
 
 
 def frame_sources(samples):
-    """What each sample's cache is made from, per row: onset and apex frame numbers and the sha256
-    of the two frame files (None if missing). Content, not size + mtime: copying or rsyncing a
-    dataset changes mtimes, and two small images a sample hash in about a millisecond. Hashed
-    once per Samples: build_caches, load_streams and the run folder's fingerprint share them."""
+    """Per row, what its cache is made from: onset and apex numbers, sha256 of the two frame files.
+    Content, not size + mtime: a copy or rsync of a dataset changes mtimes, and two small images
+    hash in well under a millisecond. Hashed once per Samples, for caches and run folders alike."""
     if samples.sources is None:
         samples.sources = [dict(onset=int(r.onset), apex=int(r.apex), onset_sha256=utils.sha256(r.onset_path),
                                 apex_sha256=utils.sha256(r.apex_path)) for r in samples.table.itertuples()]

@@ -10,7 +10,8 @@ Each "subject" is the photo re-framed, rotated, re-lit and maybe mirrored; each 
 that face with one of five action-unit movements of 1.5-3 px, placed on dlib landmarks.
 The same seed gives the same frames byte for byte and the same sheet cells (the .xlsx
 file itself carries a save timestamp). An existing finished root is reused: delete it
-(or pass --force) to rebuild with other settings.
+(or pass --force) to rebuild with other settings. --force deletes only a folder that holds
+a demo this script built (its sheet and sub*/EP*/img*.jpg, nothing else).
 """
 import argparse
 import errno
