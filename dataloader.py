@@ -522,7 +522,7 @@ def frame_sources(samples):
     """Per row, what its cache is made from: onset and apex numbers, sha256 of the two frame files.
     Content, not size + mtime: a copy or rsync of a dataset changes mtimes, and two small images
     hash in well under a millisecond. Hashed once per Samples, for caches and run folders alike."""
-    if samples.sources is None:
+    if samples.sources is None or len(samples.sources) != len(samples.table):
         samples.sources = [dict(onset=int(r.onset), apex=int(r.apex), onset_sha256=utils.sha256(r.onset_path),
                                 apex_sha256=utils.sha256(r.apex_path)) for r in samples.table.itertuples()]
     return samples.sources

@@ -81,12 +81,13 @@ def load_checkpoint(path, device="cpu"):
         # final.pt can never run code; anything else is refused.
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if isinstance(e, pickle.UnpicklingError) and "weights only" in str(e).lower():
-            code = re.search(r"GLOBAL (\S+)", str(e))
-            raise PredictError(f"{path}: refused: " + (f"loading it would call {code[1]}" if code else
-                               "it holds objects that could run code") + "; a final.pt holds only tensors "
-                               "and plain values, and nothing loaded may run code") from None
-        why = (str(e).strip().splitlines() or [""])[0]
+        code = re.search(r"GLOBAL (\S+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
+        if code:
+            raise PredictError(f"{path}: refused: loading it would call {code[1]}; a final.pt holds only "
+                               f"tensors and plain values, and nothing loaded may run code") from None
+        # torch's weights-only message starts with advice to load unsafely; its reason comes later
+        why = re.split(r"WeightsUnpickler error:\s*", str(e))[-1].strip()
+        why = (why.splitlines() or [""])[0]
         raise PredictError(f"{path}: cannot read weights ({type(e).__name__}: {why})") from None
     need = ["state_dict", "model", "num_classes", "combination_mode", "image_mode", "classes", "preprocess"]
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in need):
