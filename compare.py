@@ -39,15 +39,36 @@ def metrics(y, p, classes):
     }
 
 
+def read_fold(path, missing_ok=False):
+    """A fold file of a run folder as a dict; one line naming it if it cannot be read (None if
+    it is missing or, with missing_ok, unreadable: train.py then trains that fold again)."""
+    try:
+        with open(path, "rb") as f:
+            fold = json.loads(f.read())
+        if not isinstance(fold, dict) or not isinstance(fold.get("rows"), list):
+            raise ValueError("not a fold file of train.py")
+        return fold
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        if missing_ok:
+            return None
+        raise dl.DataError(f"{path}: cannot read fold file ({str(e) or 'empty'}); delete it and rerun "
+                           f"the run's command to train that fold again") from None
+
+
 def summarize(run, log=print):
-    """Pool every fold of a run folder into predictions.csv, summary.json, confusion_matrix.png."""
+    """Pool every fold of a run folder into predictions.csv, summary.json, confusion_matrix.png.
+    A fold of a subject (or dataset) that is not in the run's data is refused, never pooled."""
     with open(os.path.join(run, "config.json")) as f:
         config = json.load(f)
     folds = []
     for name in sorted(os.listdir(os.path.join(run, "folds"))):
         if name.endswith(".json"):
-            with open(os.path.join(run, "folds", name)) as f:
-                folds.append(json.load(f))
+            if "folds" in config and name[:-5] not in config["folds"]:   # (older config.json: no check)
+                raise dl.DataError(f"{os.path.join(run, 'folds', name)}: a fold of {name[:-5]}, which is not "
+                                   f"in this run's data ({len(config['folds'])} folds): move it out of the folder")
+            folds.append(read_fold(os.path.join(run, "folds", name)))
     if not folds:
         raise dl.DataError(f"{run}: no finished folds")
     classes = config["classes"]

@@ -277,6 +277,7 @@ class Samples:
     catego: str
     notes: list   # what was dropped or guessed, to print
     takes: dict = None   # {dataset: {class: [emotions]}}, for describe
+    sources: list = None   # per row, what its cache is made from: see frame_sources
 
 
 def composite_parts(catego, parts=None):
@@ -487,6 +488,7 @@ def describe(samples):
 
 # ---------------------------------------------------------------------------------------------
 # caches: one .npz per sample, written atomically, valid only for the same preprocessing settings
+# and the same sources (frame numbers and frame files: see frame_sources)
 
 def cache_file(cache_dir, row):
     """cache/<subject>/<filename>_<onset>.npz: the onset tells apart the micro-expressions of one
@@ -498,11 +500,27 @@ def cache_settings(row, encoding, flow="ipol"):
     return pp.settings(row["face"], encoding, flow)
 
 
-def read_cache(path, want_settings, keys):
-    """The arrays `keys` of a cache, or None if it is missing, truncated or made otherwise."""
+def frame_sources(samples):
+    """Per row, what its cache is made from: onset and apex numbers, sha256 of the two frame files.
+    Content, not size + mtime: a copy or rsync of a dataset changes mtimes, and two small images
+    hash in well under a millisecond. Hashed once per Samples, for caches and run folders alike."""
+    if samples.sources is None or len(samples.sources) != len(samples.table):
+        samples.sources = [dict(onset=int(r.onset), apex=int(r.apex), onset_sha256=utils.sha256(r.onset_path),
+                                apex_sha256=utils.sha256(r.apex_path)) for r in samples.table.itertuples()]
+    return samples.sources
+
+
+def read_cache(path, want_settings, keys, sources=None, why=None):
+    """The arrays `keys` of a cache, or None if it is missing, truncated, made otherwise or (given
+    `sources`) made from other frames; then "sources" is appended to the list `why`, if given."""
     try:
         with np.load(path) as z:
-            if json.loads(str(z["meta"]))["settings"] != json.loads(json.dumps(want_settings)):
+            meta = json.loads(str(z["meta"]))
+            if meta["settings"] != json.loads(json.dumps(want_settings)):
+                return None
+            if sources is not None and meta.get("sources") != sources:
+                if why is not None and "sources" in meta:   # (caches made before sources were kept: rebuilt)
+                    why.append("sources")
                 return None
             return {k: z[k] for k in keys}
     except Exception:   # missing, truncated, not an npz, missing keys: all mean "rebuild"
@@ -511,7 +529,7 @@ def read_cache(path, want_settings, keys):
 
 def _crop_one(job):
     """Read and align one pair (in a worker): (job, (onset, apex) crops or None, error)."""
-    row, path, settings = job
+    row, path, settings, _ = job
     try:
         onset, apex = pp.read_image(row["onset_path"]), pp.read_image(row["apex_path"])
         return job, pp.crop_pair(onset, apex, settings["face"], row["onset_path"]), None
@@ -521,10 +539,11 @@ def _crop_one(job):
 
 def _write_one(job, on, ap, u, v):
     """Encode one pair's inputs and write its cache atomically; an error line or None."""
-    row, path, settings = job
+    row, path, settings, sources = job
     try:
         feats = pp.encode(on, ap, u, v, settings["encoding"])
-        meta = json.dumps({"settings": settings, "onset": row["onset_path"], "apex": row["apex_path"]})
+        meta = json.dumps({"settings": settings, "sources": sources, "onset": row["onset_path"],
+                           "apex": row["apex_path"]})
         utils.atomic_write(path, lambda f: np.savez(f, meta=meta, **feats))
         return None
     except OSError as e:   # e.g. a full or read-only cache folder: a failure of this sample
@@ -540,16 +559,17 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
     Workers read and align the frames; this process computes the flow FLOW_BATCH pairs at a
     time (one torch call a batch; on CPU the IPOL flow runs on one thread, see pp.tvl1_ipol,
     so a worker aligning beside it keeps a second core busy) and writes."""
-    jobs = []
-    for row in samples.table.to_dict("records"):
+    jobs, changed = [], []
+    for row, sources in zip(samples.table.to_dict("records"), frame_sources(samples)):
         if face != "auto":
             row["face"] = face
         settings = cache_settings(row, encoding, flow)
         path = cache_file(cache_dir, row)
-        if read_cache(path, settings, ["u"]) is None:
-            jobs.append((row, path, settings))
+        if read_cache(path, settings, ["u"], sources, changed) is None:
+            jobs.append((row, path, settings, sources))
     if not quiet:
-        print(f"caches: {len(samples.table) - len(jobs)} valid in {cache_dir}, {len(jobs)} to build")
+        print(f"caches: {len(samples.table) - len(jobs)} valid in {cache_dir}, {len(jobs)} to build"
+              + (f" ({len(changed)} rebuilt: their sheet row or frames changed)" if changed else ""))
     failures = []
     if not jobs:
         return failures
@@ -607,14 +627,14 @@ def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto", 
             raise DataError(f"--image_mode {m!r} unknown: expected some of {', '.join(pp.MODES)}")
     t = samples.table
     x = np.empty((len(image_mode), len(t), pp.SIZE, pp.SIZE, 3), np.uint8)
-    for i, row in enumerate(t.to_dict("records")):
+    for i, (row, sources) in enumerate(zip(t.to_dict("records"), frame_sources(samples))):
         if face != "auto":
             row["face"] = face
         path = cache_file(cache_dir, row)
-        c = read_cache(path, cache_settings(row, encoding, flow), ["u", "v", *image_mode])
+        c = read_cache(path, cache_settings(row, encoding, flow), ["u", "v", *image_mode], sources)
         if c is None:
-            raise DataError(f"{path}: cache missing or made with other settings "
-                            f"(run save_preprocess_weight.py with the same --cache_dir)")
+            raise DataError(f"{path}: cache missing, made with other settings or from other frames or "
+                            f"sheet row (run save_preprocess_weight.py with the same --cache_dir)")
         for s, m in enumerate(image_mode):
             x[s, i] = pp.stream(c, m)
     return Streams(x, t.label.to_numpy(np.int64, copy=True), t.subject.to_numpy(str), t.filename.to_numpy(str),

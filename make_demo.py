@@ -10,11 +10,15 @@ Each "subject" is the photo re-framed, rotated, re-lit and maybe mirrored; each 
 that face with one of five action-unit movements of 1.5-3 px, placed on dlib landmarks.
 The same seed gives the same frames byte for byte and the same sheet cells (the .xlsx
 file itself carries a save timestamp). An existing finished root is reused: delete it
-(or pass --force) to rebuild with other settings.
+(or pass --force) to rebuild with other settings. --force deletes only a folder that holds
+a demo this script built (its sheet and sub*/EP*/img*.jpg, nothing else).
 """
 import argparse
+import errno
 import os
+import re
 import shutil
+import sys
 import time
 
 import cv2
@@ -133,6 +137,28 @@ def _clip(rng, base, pts, cls, frames):
     return out, apex
 
 
+def not_demo(root, sheet=True):
+    """Why `root` is not a demo this script built (its sheet, sub*/EP*/img*.jpg and nothing
+    else), or None: --force and a rebuild delete only such a folder."""
+    for dirpath, dirs, files in os.walk(root):
+        depth = os.path.relpath(dirpath, root).count(os.sep) + (dirpath != root)
+        want = [r"sub\d+", r"EP\d+_\d+", None][depth]
+        for d in dirs:
+            if want is None or not re.fullmatch(want, d) or os.path.islink(os.path.join(dirpath, d)):
+                return f"{os.path.join(dirpath, d)} is not part of a demo"
+        for f in files:
+            if not (depth == 0 and f == SHEET or depth == 2 and re.fullmatch(r"img\d+\.jpg", f)):
+                return f"{os.path.join(dirpath, f)} is not part of a demo"
+    if sheet and not os.path.isfile(os.path.join(root, SHEET)):
+        return f"no {SHEET}"
+    return None
+
+
+def refuse(root, why):
+    raise FileExistsError(errno.EEXIST, f"not a demo of make_demo.py ({why}); nothing deleted: remove it "
+                          f"yourself or pick another --root", root)
+
+
 def build_demo(root, subjects=5, clips_per_class=2, frames=6, seed=0, size=(320, 240)) -> str:
     """Write the dataset under `root` and return the path of its coding sheet (.xlsx).
     If `root` already holds a sheet it is returned as is (settings are not compared)."""
@@ -141,10 +167,12 @@ def build_demo(root, subjects=5, clips_per_class=2, frames=6, seed=0, size=(320,
     root = os.path.normpath(root)
     if os.path.isfile(os.path.join(root, SHEET)):
         return os.path.join(root, SHEET)
-    if os.path.isdir(root) and os.listdir(root):   # not a demo of ours: never delete it
-        raise FileExistsError(f"{root} exists and has no {SHEET}; remove it or pick another --root")
+    if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):   # never delete it
+        refuse(root, f"no {SHEET}")
     # Build next to root and rename at the end, so a killed run never looks finished.
     tmp = root + ".tmp"
+    if os.path.lexists(tmp) and (not os.path.isdir(tmp) or not_demo(tmp, sheet=False)):
+        refuse(tmp, not_demo(tmp, sheet=False) if os.path.isdir(tmp) else "a file")
     shutil.rmtree(tmp, ignore_errors=True)
     rows = []
     for s in range(1, subjects + 1):
@@ -188,17 +216,26 @@ def main(argv=None):
                    help="frames a clip (3 or more: onset, apex and offset are distinct)")
     p.add_argument("--seed", type=utils.nonneg_int, default=0)
     p.add_argument("--size", type=utils.int_range(64), nargs=2, default=(320, 240), metavar=("W", "H"))
-    p.add_argument("--force", action="store_true", help="delete --root first and rebuild")
+    p.add_argument("--force", action="store_true",
+                   help="delete --root first and rebuild (only a demo this script built is deleted)")
     a = p.parse_args(argv)
-    if a.force:
-        shutil.rmtree(a.root, ignore_errors=True)
+    return utils.cli(lambda: run(a))
+
+
+def run(a):
+    if a.force and os.path.lexists(a.root):
+        why = not_demo(a.root) if os.path.isdir(a.root) and not os.path.islink(a.root) else "not a folder"
+        if why:
+            refuse(a.root, why)
+        shutil.rmtree(a.root)
     t = time.time()
     existed = os.path.isfile(os.path.join(a.root, SHEET))
     sheet = build_demo(a.root, a.subjects, a.clips_per_class, a.frames, a.seed, tuple(a.size))
     n = len(pd.read_excel(sheet, dtype=str))
     verb = "kept existing" if existed else f"built in {time.time() - t:.1f}s:"
     print(f"{verb} {n} clips under {os.path.normpath(a.root)}/subNN/EPxx_yy/img*.jpg, sheet {sheet}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,6 +21,8 @@ range) gets one line `error: ...` and exit status 2.
 import argparse
 import json
 import os
+import pickle
+import re
 import sys
 
 import cv2
@@ -75,10 +77,17 @@ def load_checkpoint(path, device="cpu"):
     if not os.path.isfile(path):
         raise PredictError(f"{path}: weights file not found")
     try:
-        # weights_only=False: the dict carries lists and settings besides tensors (our own file).
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain values (the dict's lists and settings) only, so a shared
+        # final.pt can never run code; anything else is refused.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        why = (str(e).strip().splitlines() or [""])[0]
+        code = re.search(r"GLOBAL (\S+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
+        if code:
+            raise PredictError(f"{path}: refused: loading it would call {code[1]}; a final.pt holds only "
+                               f"tensors and plain values, and nothing loaded may run code") from None
+        # torch's weights-only message starts with advice to load unsafely; its reason comes later
+        why = re.split(r"WeightsUnpickler error:\s*", str(e))[-1].strip()
+        why = (why.splitlines() or [""])[0]
         raise PredictError(f"{path}: cannot read weights ({type(e).__name__}: {why})") from None
     need = ["state_dict", "model", "num_classes", "combination_mode", "image_mode", "classes", "preprocess"]
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in need):

@@ -15,8 +15,8 @@ magnitude, strain, gray apex), so training never touches the frames again.
     python save_preprocess_weight.py ... --check      # list samples and missing frames, compute nothing
     python save_preprocess_weight.py ... --show 0 --out sample0.png   # what the network sees
 
-Caches are written atomically and skipped when already valid, so an interrupted run just
-continues. Samples that fail (missing frame, no face) are listed at the end, exit status 1.
+Caches are written atomically and skipped when already valid (same settings, sheet row and
+frame files; docs/reproducibility.md), so an interrupted run just continues. Samples that fail (missing frame, no face) are listed at the end, exit status 1.
 """
 import argparse
 import os

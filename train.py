@@ -141,7 +141,10 @@ def resolve(args):
         raise dl.DataError(f"--protocol lodo holds out one dataset of a composite: it needs --catego COMPOSITE, "
                            f"not {args.catego}")
     tag = "demo" if args.demo else args.catego
-    args.cache_dir = args.cache_dir or os.path.join("cache", tag)   # composite caches: <prefix>_<subject>/
+    # another --demo_dir caches apart from the default demo's, in a folder named by its path
+    demo = "demo" if os.path.normpath(args.demo_dir) == "demo" else \
+        "demo-" + hashlib.sha256(os.path.abspath(args.demo_dir).encode()).hexdigest()[:8]
+    args.cache_dir = args.cache_dir or os.path.join("cache", demo if args.demo else tag)   # composite: <prefix>_<subject>/
     if args.parts:
         tag += "-" + "+".join(args.parts)
     if args.protocol != "loso":
@@ -152,13 +155,29 @@ def resolve(args):
     return args
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+def fingerprint(samples):
+    """{sample id: "label=L apex=A frames=H"} (H: a digest of the two frame files' sha256), what
+    config.json records of the data so that a rerun on changed data is refused, never mixed in."""
+    src = dl.frame_sources(samples)
+    frames = lambda s: hashlib.sha256(f"{s['onset_sha256']} {s['apex_sha256']}".encode()).hexdigest()[:16]
+    return {dl.sample_id(r): f"label={r['label']} apex={r['apex']} frames={frames(s)}"
+            for r, s in zip(samples.table.to_dict("records"), src)}
 
 
-def run_config(args, classes):
-    """Everything that changes the results; a run folder is only resumed with the same."""
+def data_changes(old, new):
+    """One line naming what differs between two fingerprints, or None."""
+    fields = lambda v: dict(x.split("=") for x in v.split())
+    diff = {i: "removed" if i not in new else "added" if i not in old else
+            "/".join(k for k, v in fields(new[i]).items() if fields(old[i]).get(k) != v)
+            for i in sorted(set(old) | set(new)) if old.get(i) != new.get(i)}
+    if diff:
+        return f"{len(diff)} samples changed: " + ", ".join(f"{i} ({f})" for i, f in list(diff.items())[:3]) \
+            + (", ..." if len(diff) > 3 else "")
+
+
+def run_config(args, samples):
+    """Everything that changes the results; a run folder is only resumed with the same. `samples`
+    is a fingerprint of the data (ids, labels, apexes, frames) and `folds` what is held out."""
     keys = ["path", "img_root", "catego", "parts", "num_classes", "protocol", "model", "image_mode", "batch_size",
             "epochs", "learning_rate", "seed", "amp", "face", "encoding", "flow", "demo", "shuffle_labels", "final"]
     c = {k: getattr(args, k) for k in keys}
@@ -166,9 +185,11 @@ def run_config(args, classes):
     one = lambda ps: [os.path.abspath(p) for p in dl.as_list(ps)]
     c["path"], c["img_root"] = [x[0] if len(x) == 1 else x or None for x in (one(args.path), one(args.img_root))]
     c["combination_mode"] = args.combination_mode if args.model == "DSSN" else None
-    c["pretrained"] = "none" if args.pretrained == "none" else sha256(args.pretrained)
-    c["classes"] = classes
+    c["pretrained"] = "none" if args.pretrained == "none" else utils.sha256(args.pretrained)
+    c["classes"] = samples.classes
     c["device_type"] = args.device.split(":")[0]
+    c["samples"] = fingerprint(samples)
+    c["folds"] = sorted(set(samples.table["subject" if args.protocol == "loso" else "dataset"]))
     return c
 
 
@@ -184,6 +205,10 @@ def open_run(args, config):
         with open(cfg_path) as f:
             old = json.load(f)
         for k in config:
+            if k == "samples" and old.get(k) != config[k]:   # the same flags on changed data: folds never mix
+                why = data_changes(old[k], config[k]) if k in old else "config.json records no samples"
+                raise dl.DataError(f"{run} was trained on other data ({why}): use --new or another "
+                                   f"--weight_save_path")
             if old.get(k) != config[k]:
                 raise dl.DataError(f"{run} was made with {k}={old.get(k)!r}, this run has {config[k]!r}: "
                                    f"use another --weight_save_path, or --new")
@@ -290,7 +315,7 @@ def main_run(args):
     args.num_classes = len(samples.classes)
     # read (and checked) once, copied into every fold's fresh model
     pretrained = None if args.pretrained == "none" else read_pretrained(args.pretrained)
-    config = run_config(args, samples.classes)
+    config = run_config(args, samples)
     run = open_run(args, config)
     log = Log(os.path.join(run, "train.log"))
     log(dl.describe(samples))
@@ -341,13 +366,18 @@ def main_run(args):
         i, n = args.shard
         splits = splits[i - 1::n]
     what = field[:-1]   # "subject" / "dataset", for the log
-    todo = [s for s, _, _ in splits if not os.path.isfile(os.path.join(run, "folds", f"{s}.json"))]
+    # A fold file that cannot be read (cut short, zero-length) is not done: it is trained again, which
+    # gives what it held (a fold depends only on the seed, its subject and the data, checked above).
+    finished = lambda s: compare.read_fold(os.path.join(run, "folds", f"{s}.json"), missing_ok=True) is not None
+    todo = [s for s, _, _ in splits if not finished(s)]
     spent = []   # seconds of each fold trained by this process: the time left is their mean x folds to go
     for k, (held_out, train_idx, test_idx) in enumerate(splits):
         fold_path = os.path.join(run, "folds", f"{held_out}.json")   # named by the held-out subject / dataset
-        if os.path.isfile(fold_path):
+        if finished(held_out):
             log(f"fold {k + 1}/{len(splits)} {what} {held_out}: done earlier, kept")
             continue
+        if os.path.exists(fold_path):
+            log(f"{fold_path}: cannot be read, trained again")
         t0 = time.time()
         epochs = []
         probs, losses, model = train_fold(streams, y, train_idx, test_idx, args,

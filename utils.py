@@ -20,6 +20,7 @@ reported as a conflict. Exit status: 0 fine, 1 conflicts (after all safe renames
 """
 import argparse
 import collections
+import hashlib
 import math
 import os
 import re
@@ -66,6 +67,15 @@ def atomic_write(path, write):
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def sha256(path):
+    """Hex sha256 of a file's content, or None if it cannot be read (a missing frame)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def save_png(fig, path, dpi=100):

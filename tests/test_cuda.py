@@ -75,7 +75,7 @@ def test_cpu_and_cuda_logits_of_the_same_weights_agree():
 def test_final_model_and_predict_on_cuda(dataset, tmp_path, capsys):
     assert run(dataset, tmp_path / "final", "--final") == 0
     weights = str(tmp_path / "final" / "final.pt")
-    ckpt = torch.load(weights, weights_only=False)   # no map_location: tensors come back where they were saved
+    ckpt = torch.load(weights, weights_only=True)   # no map_location: tensors come back where they were saved
     assert all(v.device.type == "cpu" for v in ckpt["state_dict"].values())   # loadable without a GPU
     folder = os.path.join(dataset["root"], "sub01", sorted(os.listdir(os.path.join(dataset["root"], "sub01")))[0])
     pair = ["--onset", os.path.join(folder, "img1.jpg"), "--apex", os.path.join(folder, "img3.jpg")]

@@ -615,3 +615,36 @@ def test_custom_caches_with_and_without_alignment(custom, tmp_path):
         assert path.endswith(os.path.join("P1", "clips", "P1_happy_12.npz"))
         with np.load(path) as z:
             assert json.loads(str(z["meta"]))["settings"]["face"] == ("dlib" if face == "auto" else "none")
+
+
+def test_cache_follows_its_sheet_row_and_frames(data, tmp_path, capsys):
+    root, cache = tmp_path / "casme", str(tmp_path / "cache")
+    shutil.copytree(data["casme"], root)
+    sheet = str(root / make_demo.SHEET)
+    three = lambda: (lambda s: dl.Samples(s.table.iloc[:3], s.classes, s.catego, []))(
+        dl.read_samples(sheet, str(root), "CASME"))
+    s = three()
+    assert dl.build_caches(s, cache) == []
+    files = [dl.cache_file(cache, r) for r in s.table.to_dict("records")]
+    before = [open(f, "rb").read() for f in files]
+    with np.load(files[0]) as z:   # what the cache was made from is in it
+        assert json.loads(str(z["meta"]))["sources"] == dl.frame_sources(s)[0]
+    # an apex corrected in the sheet (row of sample 0) and an onset frame replaced (sample 1)
+    wb = openpyxl.load_workbook(sheet)
+    ws = wb.active
+    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 2).value == s.table.filename[0])
+    assert str(ws.cell(row, 4).value) == "2"
+    ws.cell(row, 4, 3)
+    wb.save(sheet)
+    shutil.copy(s.table.apex_path[1], s.table.onset_path[1])
+    s = three()
+    assert s.table.apex[0] == 3
+    with pytest.raises(dl.DataError, match="from other frames or sheet row"):   # stale: never read
+        dl.load_streams(s, cache, ["F", "G"])
+    capsys.readouterr()
+    assert dl.build_caches(s, cache) == []
+    assert f"caches: 1 valid in {cache}, 2 to build (2 rebuilt: their sheet row or frames changed)" in \
+        capsys.readouterr().out
+    after = [open(f, "rb").read() for f in files]
+    assert [a != b for a, b in zip(after, before)] == [True, True, False]   # those two, no other
+    assert dl.load_streams(s, cache, ["F", "G"]).x.shape[1] == 3

@@ -78,3 +78,27 @@ def test_apex_moves_in_the_right_place(demo, cls, moving):
 def test_too_few_frames(tmp_path):
     with pytest.raises(ValueError):
         make_demo.build_demo(str(tmp_path / "x"), frames=2)
+
+
+def test_force_deletes_only_a_demo_it_built(demo, tmp_path, capsys):
+    import shutil
+    root = tmp_path / "demo"
+    shutil.copytree(demo[0], root)
+    args = ["--root", str(root), "--subjects", "2", "--clips_per_class", "1", "--frames", "3", "--force"]
+    for extra in ("notes.txt", "sub01/EP01_01/data.csv", "sub01/keep/", "results/"):
+        victim = root / extra
+        victim.mkdir() if extra.endswith("/") else victim.write_text("mine")
+        kept = sorted(root.rglob("*"))
+        assert make_demo.main(args) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and f"{victim} is not part of a demo" in err and "nothing deleted" in err
+        assert sorted(root.rglob("*")) == kept   # not a file deleted
+        (victim.rmdir if victim.is_dir() else victim.unlink)()
+    other = tmp_path / "mine"   # someone's folder without a sheet
+    other.mkdir()
+    (other / "thesis.tex").write_text("x")
+    assert make_demo.main(["--root", str(other), "--force"]) == 2 and (other / "thesis.tex").is_file()
+    assert "thesis.tex is not part of a demo" in capsys.readouterr().err
+    # a demo it built is rebuilt, here with 3 frames a clip instead of 4
+    assert make_demo.main(args) == 0
+    assert sorted(os.listdir(root / "sub01" / "EP01_01")) == ["img1.jpg", "img2.jpg", "img3.jpg"]

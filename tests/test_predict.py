@@ -170,3 +170,23 @@ def test_flow_follows_the_model_and_older_models_used_opencv(capsys):
     assert "warning" not in capsys.readouterr().err
     ipol = {"preprocess": {"none": json.loads(json.dumps(pp.settings("none", "minmax")))}}
     assert predict.choose_face(ipol) == ("none", "minmax", "ipol")
+
+
+class Payload:
+    """What a booby-trapped final.pt carries: unpickling it would create the file `path`."""
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_weights_that_would_run_code_are_refused(tmp_path, capsys):
+    evil, marker = tmp_path / "final.pt", tmp_path / "pwned"
+    ckpt = dict(state_dict={}, model="DSSN", num_classes=5, combination_mode="mul", image_mode=["F", "G"],
+                classes=make_demo.CLASSES, preprocess={}, train_loss=Payload(str(marker)))
+    torch.save(ckpt, evil)
+    assert predict.main(["--weights", str(evil), "--onset", "a.jpg", "--apex", "b.jpg"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert not marker.exists()
+    assert err.count("\n") == 0 and err.startswith(f"error: {evil}: refused") and "open" in err, err

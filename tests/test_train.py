@@ -122,6 +122,65 @@ def test_run_folder_with_other_settings_is_refused(dataset, tmp_path, capsys):
     assert (tmp_path / "run_2" / "folds" / "02.json").is_file()
 
 
+def edit_apex(sheet, subject):
+    """Correct the apex of the first clip of `subject` in a demo sheet, as a researcher would."""
+    import openpyxl
+    wb = openpyxl.load_workbook(sheet)
+    ws = wb.active
+    r = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == subject)
+    ws.cell(r, 4, 5 - int(ws.cell(r, 4).value))   # 4 frames: apex 2 <-> 3
+    wb.save(sheet)
+    return f"{subject}/{ws.cell(r, 2).value}@1"
+
+
+def test_run_folder_follows_its_data_and_fold_files(dataset, tmp_path, capsys):
+    import shutil
+    copy = dict(sheet=str(tmp_path / "sheet.xlsx"), root=dataset["root"], cache=str(tmp_path / "cache"))
+    shutil.copy(dataset["sheet"], copy["sheet"])
+    shutil.copytree(dataset["cache"], copy["cache"])
+    out = tmp_path / "run"
+    assert run(copy, out, "--subjects", "01") == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["folds"] == ["01", "02", "03", "04"] and len(config["samples"]) == 20
+    # a damaged fold file is named by --summarize, and a rerun trains that fold again
+    (out / "folds" / "01.json").write_bytes(b"")
+    assert train.main(["--summarize", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(out / "folds" / "01.json") in err and "cannot read fold file" in err
+    (out / "folds" / "01.json").write_text('{"subject": "01", "ro')   # cut short
+    assert run(copy, out, "--subjects", "01") == 0
+    assert "01.json: cannot be read, trained again" in capsys.readouterr().out
+    assert len(compare.read_fold(str(out / "folds" / "01.json"))["rows"]) == 5
+    # a fold of a subject that is not in the run's data is never pooled
+    shutil.copy(out / "folds" / "01.json", out / "folds" / "99.json")
+    assert train.main(["--summarize", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "99.json: a fold of 99, which is not in this run's data" in err
+    os.remove(out / "folds" / "99.json")
+    # the same command after an apex of subject 02 (fold 01's training data) was corrected: refused
+    fold = (out / "folds" / "01.json").read_bytes()
+    sid = edit_apex(copy["sheet"], "02")
+    assert run(copy, out, "--subjects", "01") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {out} was trained on other data (1 samples changed: {sid} (apex/frames)): " \
+                  "use --new or another --weight_save_path"
+    assert (out / "folds" / "01.json").read_bytes() == fold
+    assert run(copy, out, "--subjects", "01", "--new") == 0
+    assert "(1 rebuilt: their sheet row or frames changed)" in capsys.readouterr().out
+    assert (tmp_path / "run_2" / "folds" / "01.json").is_file()
+
+
+def test_other_demo_dir_caches_apart(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for d in ("demo", "demo2", "demo3"):
+        os.mkdir(d)
+        (tmp_path / d / make_demo.SHEET).write_text("")   # resolve only looks for the sheet
+    resolve = lambda *a: train.resolve(train.parser().parse_args(["--device", "cpu", *a])).cache_dir
+    assert resolve() == resolve("--demo_dir", "./demo") == os.path.join("cache", "demo")
+    other = resolve("--demo_dir", "demo2")
+    assert other.startswith(os.path.join("cache", "demo-")) and other != resolve("--demo_dir", "demo3")
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--model", "DSSN", "--image_mode", "G"], "DSSN takes 2 modes"),
     (["--model", "SSSN", "--image_mode", "F", "G"], "SSSN takes 1 mode"),
@@ -397,7 +456,7 @@ def test_custom_trains_with_its_own_classes_and_predicts(layouts, capsys):
     row = dl.read_samples(layouts["csv"], layouts["cu_root"], "CUSTOM").table.iloc[0]
     out, extra = predict.predict(str(d / "final" / "final.pt"), onset=row.onset_path, apex=row.apex_path)
     assert list(out["probabilities"]) == ["disgust", "happy", "surprise"] and out["prediction"] in extra["classes"]
-    ckpt = torch.load(d / "final" / "final.pt", weights_only=False)
+    ckpt = torch.load(d / "final" / "final.pt", weights_only=True)
     assert ckpt["catego"] == "CUSTOM" and "P1/clips/P1_happy@12" in ckpt["sample_ids"] and len(ckpt["sample_ids"]) == 9
 
 
