@@ -1,24 +1,17 @@
 """
-Datasets, coding sheets, feature caches and LOSO splits.
+Datasets, coding sheets, feature caches, in-memory streams and LOSO / LODO splits.
 
     import dataloader as dl
     samples = dl.read_samples("CASME2-coding-20140508.xlsx", "CASME2_RAW", "CASME")   # 5 classes
     samples = dl.read_samples(None, "SMIC/HS", "SMIC")          # no sheet: labels from the folders
-    samples = dl.read_samples(["CASME2-coding-20140508.xlsx", "SAMM_Micro_FACS_Codes_v2.xlsx"],
-                              ["CASME2_RAW", "SAMM", "SMIC/HS"], "COMPOSITE")    # MEGC 2019
-    samples = dl.read_samples(["CASME2-coding-20140508.xlsx", "SAMM_Micro_FACS_Codes_v2.xlsx"],
-                              ["CASME2_RAW", "SAMM"], "COMPOSITE", parts=["CASME", "SAMM"])
-    samples = dl.read_samples("cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", "CASME3_A", "CASME3", 7)
-    samples = dl.read_samples("clips.csv", "frames", "CUSTOM", classes=["happy", "sad"])  # any dataset
+    samples = dl.read_samples([casme2_sheet, samm_sheet], ["CASME2_RAW", "SAMM", "SMIC/HS"], "COMPOSITE")
     dl.build_caches(samples, "cache/CASME", workers=2)        # what save_preprocess_weight.py runs
     data = dl.load_streams(samples, "cache/CASME", ["F", "G"])  # uint8 streams, read once
     for subject, train_idx, test_idx in dl.loso_splits(data.subjects): ...
-    for dataset, train_idx, test_idx in dl.lodo_splits(data.datasets): ...   # cross-dataset
 
 A sample is (subject, filename, onset): a CAS(ME)^3 task video holds several micro-expressions.
-
-Everything that differs per dataset lives in the DATASETS table below; the functions are shared.
-Sheets, layouts and class sets: docs/datasets.md.
+Everything that differs per dataset lives in the DATASETS table; the functions are shared
+(sheets, layouts and class sets: docs/datasets.md).
 """
 import collections
 import glob
@@ -66,9 +59,8 @@ DATASETS = {
                  3: {"negative": ["disgust", "repression"], "positive": ["happiness"],
                      "surprise": ["surprise"]}},
     ),
-    # SAMM: SAMM_Micro_FACS_Codes_v2.xlsx, 13 note rows above the header (found by read_sheet).
-    # Frame numbers are unpadded in the sheet and padded (006_05562.jpg) in most copies of the
-    # frames, not in all: matching by number takes both.
+    # SAMM: 13 note rows above the header (found by read_sheet). Frame numbers are unpadded in
+    # the sheet, padded (006_05562.jpg) in most copies of the frames: matching by number takes both.
     "SAMM": dict(
         prefix="samm", sheet="SAMM_Micro_FACS_Codes_v2.xlsx", subject_width=3,
         clip="{subject}/{filename}", example="006/006_1_2/006_05562.jpg",
@@ -89,11 +81,9 @@ DATASETS = {
         frames=[("image{n}.bmp", "dlib"), ("reg_image{n}.bmp", "none")],
         classes={3: NEG_POS_SUR},
     ),
-    # CAS(ME)^3 Part A: cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx (Subject "spNO.1", Filename the
-    # task video "a".."m", lower-case `emotion`). A task video holds several micro-expressions, so
-    # a sample is (subject, filename, onset). Frames spNO.1/b/color/175.jpg; depth/ is not used.
-    # Class sets as published: 3 = MEGC's, 4 = + others, 7 = every emotion. `emotions`
-    # lists all the sheet uses: any other is a typo and stops the run with its row.
+    # CAS(ME)^3 Part A: Filename is the task video ("a".."m"), which holds several
+    # micro-expressions; depth/ is not used. Class sets as published: 3 = MEGC's, 4 = + others,
+    # 7 = every emotion. `emotions` lists all the sheet uses: any other is a typo, with its row.
     "CASME3": dict(
         prefix="casme3", sheet="cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", subject_width=0,
         clip="{subject}/{filename}/color", example="spNO.1/b/color/175.jpg",
@@ -101,18 +91,16 @@ DATASETS = {
         frames=[("{n}.jpg", "dlib")], emotions=CASME3_EMOTIONS,
         classes={3: CASME3_3, 4: CASME3_3 | {"others": ["others"]}, 7: {e: [e] for e in CASME3_EMOTIONS}},
     ),
-    # Any dataset from a plain CSV (subject, clip, onset, apex, emotion [, offset]): `clip` is a
-    # folder under the root, its frames any image files numbered by the digits that end their
-    # names (img46.jpg, frame_0046.png, 46.bmp). classes None: the emotions found in the CSV.
+    # Any dataset from a CSV: `clip` is a folder under the root, its frames any image files
+    # numbered by the digits that end their names. classes None: the emotions found in the CSV.
     "CUSTOM": dict(
         prefix="custom", sheet="a CSV with columns subject, clip, onset, apex, emotion [, offset]",
         subject_width=0, clip="{filename}", example="<clip>/frame_0046.png",
         root="the folder the CSV's `clip` paths are relative to",
         frames=[("{any}{n}.jpg", "dlib")], classes=None,
     ),
-    # MEGC 2019 composite: each part read with its own 3-class set; subjects get the part's
-    # prefix so LOSO runs over all 68 subjects. `parts` is the default; any datasets
-    # with a 3-class set of these names can be composed (read_samples(parts=...), --parts).
+    # MEGC 2019 composite: each part read with its own 3-class set, subjects prefixed so LOSO runs
+    # over all of them. Any datasets with a 3-class set of these names compose (--parts).
     "COMPOSITE": dict(parts=["CASME", "SAMM", "SMIC"], classes={3: NEG_POS_SUR}),
 }
 
@@ -155,13 +143,6 @@ def sample_id(row):
     """How a sample is named everywhere: subject/filename@onset (a task video of CAS(ME)^3
     holds several micro-expressions, so subject and filename are not enough)."""
     return f"{row['subject']}/{row['filename']}@{row['onset']}"
-
-
-def as_list(x):
-    """A path argument as a list of str: None -> [], "a" -> ["a"], ["a", "b"] as is."""
-    if x is None:
-        return []
-    return [os.fspath(x)] if isinstance(x, (str, os.PathLike)) else list(map(os.fspath, x))
 
 
 def read_sheet(path):
@@ -304,12 +285,11 @@ def read_samples(csv_path, root, catego, num_classes=None, classes=None, parts=N
     num_classes None = the dataset's default class set; classes keeps a subset of its classes."""
     if catego not in DATASETS:
         raise DataError(f"--catego {catego!r} unknown: expected one of {', '.join(DATASETS)}")
-    sheets, roots = as_list(csv_path), as_list(root)
+    sheets, roots = utils.as_list(csv_path), utils.as_list(root)
     parts = composite_parts(catego, parts)
     need = [p for p in parts if DATASETS[p]["sheet"]]
     if len(sheets) != len(need) or len(roots) != len(parts):
-        def n(k, what):
-            return f"{k} {what}{'' if k == 1 else 's'}"
+        n = lambda k, what: f"{k} {what}{'' if k == 1 else 's'}"
         raise DataError(f"--catego {catego} takes {n(len(need), 'coding sheet')}"
                         + (f" ({', '.join(need)})" if len(need) > 1 else "")
                         + f" and {n(len(parts), 'dataset folder')}"
@@ -500,6 +480,15 @@ def cache_settings(row, encoding, flow="ipol"):
     return pp.settings(row["face"], encoding, flow)
 
 
+def _caches(samples, cache_dir, encoding, face, flow):
+    """(row, cache path, settings, sources) of every sample; a --face other than auto overrides
+    the face mode the dataset table gives the row."""
+    for row, sources in zip(samples.table.to_dict("records"), frame_sources(samples)):
+        if face != "auto":
+            row["face"] = face
+        yield row, cache_file(cache_dir, row), cache_settings(row, encoding, flow), sources
+
+
 def frame_sources(samples):
     """Per row, what its cache is made from: onset and apex numbers, sha256 of the two frame files.
     Content, not size + mtime: a copy or rsync of a dataset changes mtimes, and two small images
@@ -559,14 +548,9 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
     Workers read and align the frames; this process computes the flow FLOW_BATCH pairs at a
     time (one torch call a batch; on CPU the IPOL flow runs on one thread, see pp.tvl1_ipol,
     so a worker aligning beside it keeps a second core busy) and writes."""
-    jobs, changed = [], []
-    for row, sources in zip(samples.table.to_dict("records"), frame_sources(samples)):
-        if face != "auto":
-            row["face"] = face
-        settings = cache_settings(row, encoding, flow)
-        path = cache_file(cache_dir, row)
-        if read_cache(path, settings, ["u"], sources, changed) is None:
-            jobs.append((row, path, settings, sources))
+    changed = []   # read_cache appends the caches whose sources changed
+    jobs = [job for job in _caches(samples, cache_dir, encoding, face, flow)
+            if read_cache(*job[1:3], ["u"], job[3], changed) is None]
     if not quiet:
         print(f"caches: {len(samples.table) - len(jobs)} valid in {cache_dir}, {len(jobs)} to build"
               + (f" ({len(changed)} rebuilt: their sheet row or frames changed)" if changed else ""))
@@ -627,11 +611,8 @@ def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto", 
             raise DataError(f"--image_mode {m!r} unknown: expected some of {', '.join(pp.MODES)}")
     t = samples.table
     x = np.empty((len(image_mode), len(t), pp.SIZE, pp.SIZE, 3), np.uint8)
-    for i, (row, sources) in enumerate(zip(t.to_dict("records"), frame_sources(samples))):
-        if face != "auto":
-            row["face"] = face
-        path = cache_file(cache_dir, row)
-        c = read_cache(path, cache_settings(row, encoding, flow), ["u", "v", *image_mode], sources)
+    for i, (row, path, settings, sources) in enumerate(_caches(samples, cache_dir, encoding, face, flow)):
+        c = read_cache(path, settings, ["u", "v", *image_mode], sources)
         if c is None:
             raise DataError(f"{path}: cache missing, made with other settings or from other frames or "
                             f"sheet row (run save_preprocess_weight.py with the same --cache_dir)")

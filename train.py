@@ -182,7 +182,7 @@ def run_config(args, samples):
             "epochs", "learning_rate", "seed", "amp", "face", "encoding", "flow", "demo", "shuffle_labels", "final"]
     c = {k: getattr(args, k) for k in keys}
     # single paths stay plain strings, so the config reads as the user typed it
-    one = lambda ps: [os.path.abspath(p) for p in dl.as_list(ps)]
+    one = lambda ps: [os.path.abspath(p) for p in utils.as_list(ps)]
     c["path"], c["img_root"] = [x[0] if len(x) == 1 else x or None for x in (one(args.path), one(args.img_root))]
     c["combination_mode"] = args.combination_mode if args.model == "DSSN" else None
     c["pretrained"] = "none" if args.pretrained == "none" else utils.sha256(args.pretrained)

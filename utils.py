@@ -130,6 +130,13 @@ def shard(text):
     return i, n
 
 
+def as_list(x):
+    """A path argument as a list of str: None -> [], "a" -> ["a"], ["a", "b"] as is."""
+    if x is None:
+        return []
+    return [os.fspath(x)] if isinstance(x, (str, os.PathLike)) else list(map(os.fspath, x))
+
+
 def cpus():
     """The CPUs this process may run on (a SLURM --cpus-per-task, taskset), not the node's."""
     try:

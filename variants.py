@@ -22,7 +22,6 @@ import json
 import os
 import sys
 
-import dataloader as dl
 import train
 import utils
 
@@ -134,7 +133,7 @@ def markdown(rows, configs, missing):
         if c.get("demo"):
             data = "synthetic demo"
         else:   # SMIC has no sheet: name its folder
-            data = f"{c['catego']} ({', '.join(map(os.path.basename, dl.as_list(c['path']) or dl.as_list(c['img_root'])))})"
+            data = f"{c['catego']} ({', '.join(map(os.path.basename, utils.as_list(c['path']) or utils.as_list(c['img_root'])))})"
         lodo = c.get("protocol") == "lodo"
         lines += [f"{'LODO' if lodo else 'LOSO'} on {data}: {c['samples']} samples, {c['folds']} "
                   f"{'datasets' if lodo else 'subjects'}, {len(c['classes'])} classes; "
