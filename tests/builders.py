@@ -2,6 +2,7 @@
 
     builders.build_casme3(root)   # spNO.1/a/color/1.jpg, several clips per task video
     builders.build_custom(root)   # clips/P1_happy/frame_0012.png + clips.csv
+    builders.subset_sheet(demo, ["01", "02"], path)   # the shared demo (conftest) of fewer subjects
 """
 import os
 
@@ -83,3 +84,12 @@ def build_custom(root, subjects=3, frames=4, seed=0, size=(320, 240), first=12) 
     pd.DataFrame(rows).to_csv(csv + ".tmp", index=False)
     os.replace(csv + ".tmp", csv)
     return csv
+
+
+def subset_sheet(demo, subjects, path):
+    """A coding sheet (.csv, which read_sheet takes as it takes .xlsx) of the demo's rows of
+    `subjects` only: the demo of fewer subjects, with the same frames and caches."""
+    t = pd.read_excel(demo["sheet"], dtype=str).dropna(axis=1, how="all")
+    t = t[[c for c in t.columns if not c.startswith("Unnamed")]]
+    t[t.Subject.isin(subjects)].to_csv(path, index=False)
+    return str(path)

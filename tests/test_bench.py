@@ -1,16 +1,11 @@
 import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import bench
 import train
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Forward multiply-adds (MACs) of one 227x227 sample, by hand (a MAC is 2 FLOPs):
 CONV1 = 96 * 55 * 55 * (3 * 11 * 11)        # 96 maps of 55x55, 363 MACs each  = 105,415,200
@@ -36,20 +31,32 @@ def test_flop_count_by_hand():
     assert bench.train_flops("DSSN", "mul") == train
 
 
-def test_quick_run_reports_figures_and_ratios_to_peak(tmp_path):
-    # --quick: batch 8, 2 epochs, a 512 matmul, 5 preprocessed pairs: seconds on 2 cores
+@pytest.fixture
+def torch_flags():
+    """bench.main sets torch's determinism flags as train.py does; put them back for other tests."""
+    saved = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.utils.deterministic.fill_uninitialized_memory, torch.get_num_threads())
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.utils.deterministic.fill_uninitialized_memory = saved[2]
+    torch.set_num_threads(saved[3])
+
+
+def test_quick_run_reports_figures_and_ratios_to_peak(tmp_path, capsys, torch_flags, cpu_native_bf16):
+    # --quick: batch 8, 2 epochs, a 512 matmul, 5 preprocessed pairs: seconds on 2 cores. In this
+    # process (bench.main is what `python bench.py` runs): no second torch import to wait for.
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "bench.py", "--quick", "--device", "cpu", "--json", str(out)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert bench.main(["--quick", "--device", "cpu", "--json", str(out)]) == 0
+    stdout = capsys.readouterr().out
     res = json.loads(out.read_text())
     assert res["batch"] == 8 and res["threads"] >= 1 and res["torch"] == torch.__version__ and res["cpu"]
     ok, why = train.native_bf16("cpu")
-    assert res["bf16"] == ok
+    assert res["bf16"] == ok == cpu_native_bf16   # bf16 measured exactly where the CPU has it natively
     precs = {"fp32", "bf16"} if ok else {"fp32"}
     assert set(res["peak"]) == precs and set(res["models"]["DSSN-mul"]) == precs
     if not ok:   # skipped, and said why, on screen and in the JSON
-        assert res["bf16_skipped"] == why and f"bf16 skipped: {why}" in r.stdout
+        assert res["bf16_skipped"] == why and f"bf16 skipped: {why}" in stdout
     for prec in precs:
         m, peak = res["models"]["DSSN-mul"][prec], res["peak"][prec]["peak"]
         for key in ("train_samples_per_s", "infer_samples_per_s", "train_gflops", "infer_gflops"):
@@ -59,4 +66,4 @@ def test_quick_run_reports_figures_and_ratios_to_peak(tmp_path):
         assert len(m["train_epochs"]) == 1   # 2 epochs, the first untimed
     pre = res["preprocess_pairs_per_s"]
     assert set(pre) == {"ipol", "opencv"} and pre["ipol"]["1"] > 0 and pre["opencv"]["1"] > 0
-    assert "% of peak" in r.stdout and "pairs/s" in r.stdout
+    assert "% of peak" in stdout and "pairs/s" in stdout

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import builders
 import dataloader as dl
 import make_demo
 import predict
@@ -17,20 +18,22 @@ import preprocess as pp
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FRAMES = 12
+FRAMES = 12   # conftest.DEMO_FRAMES: the shared demo's clips
 
 
 @pytest.fixture(scope="module")
-def final(tmp_path_factory):
+def final(demo, tmp_path_factory):
+    """final.pt of subjects 01 and 02 of the shared demo (10 clips, their caches already built)."""
+    assert demo["frames"] == FRAMES
     d = tmp_path_factory.mktemp("predict")
-    root = str(d / "frames")
-    sheet = make_demo.build_demo(root, subjects=2, clips_per_class=1, frames=FRAMES)
-    rc = train.main(["--path", sheet, "--img_root", root, "--cache_dir", str(d / "cache"), "--final",
+    root = demo["root"]
+    sheet = builders.subset_sheet(demo, ["01", "02"], d / "sheet.csv")
+    rc = train.main(["--path", sheet, "--img_root", root, "--cache_dir", demo["cache"], "--final",
                      "--weight_save_path", str(d / "run"), "--epochs", "8", "--batch_size", "4",
                      "--learning_rate", "1e-3", "--workers", "2"])
     assert rc == 0
     samples = dl.read_samples(sheet, root, "CASME")
-    return dict(weights=str(d / "run" / "final.pt"), cache=str(d / "cache"), samples=samples,
+    return dict(weights=str(d / "run" / "final.pt"), cache=demo["cache"], samples=samples,
                 rows=samples.table.to_dict("records"), dir=d)
 
 

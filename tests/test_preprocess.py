@@ -125,12 +125,14 @@ def test_ipol_flow_matches_the_program_on_eight_pairs(ipol_pairs):
     assert flow.shape == (8, 2, pp.SIZE, pp.SIZE) and flow.dtype == torch.float32
     for k, (_, _, want) in enumerate(ipol_pairs):
         epe = np.linalg.norm(flow[k].permute(1, 2, 0).numpy() - want, axis=2)
-        assert epe.mean() <= 0.005 and epe.max() <= 0.1, (k, epe.mean(), epe.max())
-    # one pair alone gives the same flow as in the batch; OpenCV's flow is measurably another
+        # measured (Xeon, AVX-512): mean 5e-6..9e-6 px, max 1.9e-4..9.6e-3 px (pair 0); about 3x that
+        assert epe.mean() <= 3e-5 and epe.max() <= 0.03, (k, epe.mean(), epe.max())
+    # one pair alone gives the same flow as in the batch (measured: bit-identical); OpenCV's flow
+    # is measurably another
     a, b, want = ipol_pairs[3]
     u, v = pp.tvl1_flow(a, b)
     assert u.dtype == np.float32 and u.shape == (pp.SIZE, pp.SIZE)
-    assert np.abs(u - flow[3, 0].numpy()).max() < 1e-3 and np.abs(v - flow[3, 1].numpy()).max() < 1e-3
+    assert np.abs(u - flow[3, 0].numpy()).max() < 1e-4 and np.abs(v - flow[3, 1].numpy()).max() < 1e-4
     uc, vc = pp.tvl1_flow(a, b, method="opencv")
     assert np.hypot(uc - want[..., 0], vc - want[..., 1]).mean() > 0.05
     with pytest.raises(ValueError, match="--flow"):

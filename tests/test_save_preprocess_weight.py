@@ -1,18 +1,21 @@
 """save_preprocess_weight.py: failures are tabled, cost nothing already cached, and --show plots."""
 import os
+import shutil
 
 import cv2
 import numpy as np
 import pandas as pd
 
-import make_demo
+import builders
 import save_preprocess_weight as spw
 
 
-def test_failures_are_listed_exit_1_and_other_caches_kept(tmp_path, capsys):
-    root = tmp_path / "frames"
-    sheet = make_demo.build_demo(str(root), subjects=2, clips_per_class=1, frames=3)
-    t = pd.read_excel(sheet, dtype=str)
+def test_failures_are_listed_exit_1_and_other_caches_kept(demo, tmp_path, capsys):
+    root = tmp_path / "frames"   # subjects 01 and 02 of the shared demo: a copy, as frames are edited
+    for sub in ("sub01", "sub02"):
+        shutil.copytree(os.path.join(demo["root"], sub), root / sub)
+    sheet = builders.subset_sheet(demo, ["01", "02"], tmp_path / "sheet.csv")
+    t = pd.read_csv(sheet, dtype=str)
     first, second = t.iloc[0], t.iloc[1]
     # one clip loses its apex frame, another's onset frame shows no face
     os.remove(root / f"sub{first.Subject}" / first.Filename / f"img{first.ApexFrame}.jpg")
@@ -34,9 +37,8 @@ def test_failures_are_listed_exit_1_and_other_caches_kept(tmp_path, capsys):
     assert "8 valid" in capsys.readouterr().out
 
 
-def test_show_writes_the_picture(tmp_path):
-    root = tmp_path / "frames"
-    sheet = make_demo.build_demo(str(root), subjects=2, clips_per_class=1, frames=3)
+def test_show_writes_the_picture(demo, tmp_path):
+    root, sheet = demo["root"], demo["sheet"]
     out = tmp_path / "s.png"
     assert spw.main(["--csv_path", sheet, "--root", str(root), "--catego", "CASME",
                      "--cache_dir", str(tmp_path / "c"), "--show", "3", "--out", str(out)]) == 0

@@ -1,8 +1,10 @@
 """Tests for utils.py (shared helpers, SAMM frame renamer). Run: python -m pytest tests/test_utils.py -q"""
+import contextlib
 import io
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -49,8 +51,21 @@ def samm(tmp_path):
 
 
 def cli(*args):
+    """`python utils.py ARGS` as a process: its exit status, stdout and stderr."""
     return subprocess.run([sys.executable, "utils.py", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
+
+
+def main(*args):
+    """utils.main(ARGS) in this process (what `python utils.py ARGS` runs, without a new
+    interpreter to start), with what it printed: the same fields as cli()."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = utils.main([str(a) for a in args])
+        except SystemExit as e:   # argparse's errors
+            code = e.code
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 EXPECTED = {
@@ -99,7 +114,7 @@ def test_apply_renames_never_overwrites(tmp_path):
 
 def test_cli_dry_run_changes_nothing(samm):
     before = snapshot(samm)
-    r = cli("samm_rename", "--root", samm)
+    r = main("samm_rename", "--root", samm)
     assert snapshot(samm) == before
     assert r.returncode == 1  # the conflict is reported in the dry run too
     listed = [l for l in r.stdout.splitlines() if " -> " in l]
@@ -110,7 +125,7 @@ def test_cli_dry_run_changes_nothing(samm):
 
 def test_cli_apply_then_idempotent(samm):
     before = snapshot(samm)
-    r = cli("samm_rename", "--root", samm, "--apply")
+    r = main("samm_rename", "--root", samm, "--apply")
     assert r.returncode == 1, r.stderr  # conflict -> non-zero, after the safe renames
     after = snapshot(samm)
     expected = {EXPECTED.get(k, k): v for k, v in before.items()}
@@ -120,7 +135,7 @@ def test_cli_apply_then_idempotent(samm):
     assert after["006/006_1_2/006_05562.jpg"] == b"006/006_1_2/006_05562.jpg"
     assert "3 files renamed, 3 already padded, 3 skipped" in r.stdout
 
-    r2 = cli("samm_rename", "--root", samm, "--apply")
+    r2 = main("samm_rename", "--root", samm, "--apply")
     assert snapshot(samm) == after
     assert not [l for l in r2.stdout.splitlines() if " -> " in l]
     assert "0 files renamed, 6 already padded, 3 skipped" in r2.stdout
@@ -131,7 +146,7 @@ def test_cli_apply_then_idempotent(samm):
 def test_cli_clean_tree_exits_zero(tmp_path):
     clip = tmp_path / "006_1_2"
     write(str(clip / "006_7.jpg"), b"x")
-    r = cli("samm_rename", "--root", clip, "--apply")
+    r = main("samm_rename", "--root", clip, "--apply")
     assert r.returncode == 0, r.stderr
     assert os.listdir(clip) == ["006_00007.jpg"]
     assert "1 files renamed, 0 already padded, 0 skipped" in r.stdout

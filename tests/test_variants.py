@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import builders
 import make_demo
 import variants
 
@@ -21,10 +22,11 @@ def test_grid_is_the_papers():
 
 
 @pytest.fixture(scope="module")
-def grid_run(tmp_path_factory):
+def grid_run(demo, tmp_path_factory):
+    # subjects 01-03 of the shared demo (15 clips), whose caches are built: only training is timed
     d = tmp_path_factory.mktemp("variants")
-    sheet = make_demo.build_demo(str(d / "frames"), subjects=3, clips_per_class=1, frames=3)
-    argv = ["--path", sheet, "--img_root", str(d / "frames"), "--cache_dir", str(d / "cache"),
+    sheet = builders.subset_sheet(demo, ["01", "02", "03"], d / "sheet.csv")
+    argv = ["--path", sheet, "--img_root", demo["root"], "--cache_dir", demo["cache"],
             "--epochs", "1", "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2",
             "--out", str(d / "out")]
     narrow = ["--models", "SSSN", "DSSN", "--modes", "F", "G", "--fusions", "mul"]
