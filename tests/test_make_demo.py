@@ -78,3 +78,14 @@ def test_apex_moves_in_the_right_place(demo, cls, moving):
 def test_too_few_frames(tmp_path):
     with pytest.raises(ValueError):
         make_demo.build_demo(str(tmp_path / "x"), frames=2)
+
+
+def test_strength_scales_the_movements_only(demo, tmp_path):
+    root, _, df = demo
+    weak = str(tmp_path / "weak")
+    sheet = make_demo.build_demo(weak, subjects=1, clips_per_class=1, frames=FRAMES, seed=3, strength=0.25)
+    w = pd.read_excel(sheet, dtype=str)
+    pd.testing.assert_frame_equal(w, df[df.Subject == "01"].reset_index(drop=True))   # same clips and apexes
+    for cls, idx in (("surprise", slice(17, 27)), ("happiness", slice(48, 68))):
+        r = w[w["Estimated Emotion"] == cls].iloc[0]
+        assert region_motion(weak, r, idx) < 0.6 * region_motion(root, r, idx), cls
