@@ -7,7 +7,8 @@ scikit-image, so the whole pipeline runs with no dataset to download:
 
 Layout as CASME II: demo/sub01/EP03_01/img1.jpg ... and demo/CASME2-coding-demo.xlsx.
 Each "subject" is the photo re-framed, rotated, re-lit and maybe mirrored; each clip warps
-that face with one of five action-unit movements of 1.5-3 px, placed on dlib landmarks.
+that face with one of five action-unit movements of 1.5-3 px (times --strength), placed on dlib
+landmarks; a small --strength (e.g. 0.2) makes a harder set, where scores are not all 1.0.
 The same seed gives the same frames byte for byte and the same sheet cells (the .xlsx
 file itself carries a save timestamp). An existing finished root is reused: delete it
 (or pass --force) to rebuild with other settings. --force deletes only a folder that holds
@@ -111,14 +112,14 @@ def _subject(rng, size):
     raise RuntimeError("no detectable face after 20 draws; try another --seed")
 
 
-def _clip(rng, base, pts, cls, frames):
+def _clip(rng, base, pts, cls, frames, strength=1.0):
     """Frames (uint8 BGR) of one clip and its apex frame number (1-based)."""
     h, w = base.shape[:2]
     amp, apex = rng.uniform(1.5, 3.0), rng.randint(2, frames)
     back = rng.uniform(0.4, 0.7)          # share of the apex movement undone by the offset
     light = rng.uniform(-2, 2)            # grey levels of brightness drift over the clip
     drift = rng.uniform(-0.2, 0.2, 2)     # sub-pixel head drift, far below the AU motions
-    field = amp * _field(cls, pts, (h, w))
+    field = strength * amp * _field(cls, pts, (h, w))   # the same draws whatever the strength
     noise = np.random.default_rng(rng.randint(2 ** 31))   # 2x faster normals than RandomState
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     out = []
@@ -159,7 +160,7 @@ def refuse(root, why):
                           f"yourself or pick another --root", root)
 
 
-def build_demo(root, subjects=5, clips_per_class=2, frames=6, seed=0, size=(320, 240)) -> str:
+def build_demo(root, subjects=5, clips_per_class=2, frames=6, seed=0, size=(320, 240), strength=1.0) -> str:
     """Write the dataset under `root` and return the path of its coding sheet (.xlsx).
     If `root` already holds a sheet it is returned as is (settings are not compared)."""
     if frames < 3:
@@ -184,7 +185,7 @@ def build_demo(root, subjects=5, clips_per_class=2, frames=6, seed=0, size=(320,
         for ep, j in enumerate(order, 1):
             cls, rep = jobs[j]
             name = f"EP{ep:02d}_{rep + 1:02d}"
-            imgs, apex = _clip(rng, base, pts, cls, frames)
+            imgs, apex = _clip(rng, base, pts, cls, frames, strength)
             d = os.path.join(tmp, f"sub{s:02d}", name)
             os.makedirs(d)
             for t, img in enumerate(imgs, 1):
@@ -216,6 +217,8 @@ def main(argv=None):
                    help="frames a clip (3 or more: onset, apex and offset are distinct)")
     p.add_argument("--seed", type=utils.nonneg_int, default=0)
     p.add_argument("--size", type=utils.int_range(64), nargs=2, default=(320, 240), metavar=("W", "H"))
+    p.add_argument("--strength", type=utils.positive_float, default=1.0,
+                   help="scale of the action-unit movements (1: 1.5-3 px; smaller is harder to learn)")
     p.add_argument("--force", action="store_true",
                    help="delete --root first and rebuild (only a demo this script built is deleted)")
     a = p.parse_args(argv)
@@ -230,7 +233,7 @@ def run(a):
         shutil.rmtree(a.root)
     t = time.time()
     existed = os.path.isfile(os.path.join(a.root, SHEET))
-    sheet = build_demo(a.root, a.subjects, a.clips_per_class, a.frames, a.seed, tuple(a.size))
+    sheet = build_demo(a.root, a.subjects, a.clips_per_class, a.frames, a.seed, tuple(a.size), a.strength)
     n = len(pd.read_excel(sheet, dtype=str))
     verb = "kept existing" if existed else f"built in {time.time() - t:.1f}s:"
     print(f"{verb} {n} clips under {os.path.normpath(a.root)}/subNN/EPxx_yy/img*.jpg, sheet {sheet}")

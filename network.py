@@ -9,7 +9,9 @@ linear classifier on the 256x15x15 maps.
     model = DSSN(num_classes=5, mode="mul")       # mul is the authors' fusion
     logits = model(x1, x2)                         # x*: (N, 3, 227, 227), pixels in 0..255
 
-The model returns logits; the authors' final softmax is folded into the cross-entropy loss.
+The model returns logits; the authors' final softmax is folded into the loss. `init="keras"` (the
+default) initialises as the authors declared every layer; `init="pytorch"` is the port-style init
+(zero biases, Glorot classifier) that train.py --recipe pytorch keeps.
 This file stands alone (torch, numpy and utils' error class; onnx and h5py only to read those
 weight files).
 """
@@ -94,7 +96,7 @@ class Dropout(nn.Dropout):
 class Trunk(nn.Module):
     """AlexNet conv1 + conv2 as in the authors' code: 3x227x227 -> 256x15x15."""
 
-    def __init__(self):
+    def __init__(self, init="keras"):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 96, 11, stride=4)             # 55x55, no padding
         self.lrn1 = LRN(96)
@@ -102,7 +104,7 @@ class Trunk(nn.Module):
         self.lrn2 = LRN(256)
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
-        he_normal_(self)
+        INITS[init](self)
 
     def forward(self, x):
         # The authors' input normalisation (x - mean) / 255 is folded into conv1 (no padding,
@@ -120,8 +122,8 @@ class Trunk(nn.Module):
 
 
 def he_normal_(module):
-    """Keras `he_normal` for convolutions (truncated normal, std sqrt(2/fan_in), zero bias)
-    and Keras' Dense default (glorot_uniform, zero bias) for linear layers."""
+    """The port-style init (train.py --recipe pytorch): a truncated normal of std sqrt(2/fan_in)
+    before truncation for convolutions, Glorot uniform for linear layers, zero biases."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             fan_in = m.weight[0].numel()
@@ -133,15 +135,40 @@ def he_normal_(module):
             nn.init.zeros_(m.bias)
 
 
+# scipy.stats.truncnorm.std(a=-2, b=2): Keras 2.2.4's VarianceScaling divides its stddev by it, so
+# the truncated draws have std sqrt(scale / fan) (keras/initializers.py of the 2.2.4 wheel).
+TRUNC_STD = 0.87962566103423978
+
+
+def keras_he_normal_(module):
+    """The authors' layers: `kernel_initializer='he_normal', bias_initializer='he_normal'` on every
+    conv and on the classifier (DSSN-MER models.py / networks.py), as Keras 2.2.4 draws them
+    (keras/initializers.py: VarianceScaling(2, 'fan_in', 'normal'), _compute_fans): a truncated
+    normal at 2 std with std sqrt(2 / max(1, fan_in)) after truncation; a kernel's fan_in is
+    in_channels x kh x kw (a Dense's inputs), a 1-D bias of n values has fan_in sqrt(n). conv2 is
+    two Conv2D(128) in their code (conv_2_1, conv_2_2): each group's bias has n = 128."""
+    def draw(p, fan_in):
+        std = math.sqrt(2.0 / max(1.0, fan_in)) / TRUNC_STD
+        nn.init.trunc_normal_(p, std=std, a=-2 * std, b=2 * std)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                draw(m.weight, m.weight[0].numel())
+                draw(m.bias, math.sqrt(m.bias.numel() / getattr(m, "groups", 1)))
+
+
+INITS = {"keras": keras_he_normal_, "pytorch": he_normal_}
+
+
 class SSSN(nn.Module):
     """Single-stream shallow network: trunk -> flatten -> dropout 0.5 -> linear."""
 
-    def __init__(self, num_classes=5, dropout=0.5):
+    def __init__(self, num_classes=5, dropout=0.5, init="keras"):
         super().__init__()
-        self.trunks = nn.ModuleList([Trunk()])
+        self.trunks = nn.ModuleList([Trunk(init)])
         self.dropout = Dropout(dropout)
         self.fc = nn.Linear(FEATURES, num_classes)
-        he_normal_(self.fc)
+        INITS[init](self.fc)
 
     def features(self, *streams):
         return self.trunks[0](streams[0])
@@ -156,15 +183,15 @@ class DSSN(SSSN):
 
     MODES = ("add", "mul", "cat")
 
-    def __init__(self, num_classes=5, mode="mul", dropout=0.5):
+    def __init__(self, num_classes=5, mode="mul", dropout=0.5, init="keras"):
         if mode not in self.MODES:
             raise ValueError(f"DSSN mode must be one of {', '.join(self.MODES)}, got {mode!r}")
-        super().__init__(num_classes, dropout)
+        super().__init__(num_classes, dropout, init)
         self.mode = mode
-        self.trunks.append(Trunk())
+        self.trunks.append(Trunk(init))
         if mode == "cat":
             self.fc = nn.Linear(2 * FEATURES, num_classes)
-            he_normal_(self.fc)
+            INITS[init](self.fc)
 
     def features(self, *streams):
         if len(streams) != 2:
@@ -177,11 +204,11 @@ class DSSN(SSSN):
         return torch.cat([a, b], 1)
 
 
-def build_model(name, num_classes, mode="mul"):
+def build_model(name, num_classes, mode="mul", init="keras"):
     if name == "SSSN":
-        return SSSN(num_classes)
+        return SSSN(num_classes, init=init)
     if name == "DSSN":
-        return DSSN(num_classes, mode=mode)
+        return DSSN(num_classes, mode=mode, init=init)
     raise ValueError(f"--model must be SSSN or DSSN, got {name!r}")
 
 

@@ -6,9 +6,12 @@ Leave-one-subject-out (LOSO) training and evaluation of SSSN / DSSN.
         --image_mode F G --model DSSN --weight_save_path runs/casme_dssn
 
 A fresh model is trained per held-out subject and scored with its last-epoch weights (the headline
-figures never pick an epoch on test data). Metrics pool the predictions of all folds. Each finished fold is
-saved at once, so rerunning the same command resumes; `--subjects` runs some folds only (for
-job arrays), and the summary is written when the last fold lands or with `--summarize RUN_DIR`.
+figures never pick an epoch on test data). `--recipe keras` (default) trains as the authors' Keras 2
+code did (batch order, Adam's counter carried across folds, he_normal biases, clipped cross-entropy);
+`--recipe pytorch` is the port-style alternative (shuffled batches, a fresh torch Adam per fold).
+Metrics pool the predictions of all folds. Each finished fold is saved at once, so rerunning the same
+command resumes; `--subjects` runs some folds only (for job arrays), and the summary is written when
+the last fold lands or with `--summarize RUN_DIR`.
 `--protocol lodo` on a composite holds out one dataset per fold instead (cross-dataset):
 
     python train.py --catego COMPOSITE --parts CASME SAMM --protocol lodo \\
@@ -22,6 +25,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -44,6 +48,7 @@ PAPER = dict(batch_size=60, learning_rate=1e-4, epochs=100)
 # so it trains with more, smaller steps (see README).
 DEMO = dict(batch_size=10, learning_rate=1e-3, epochs=8)
 ADAM_DECAY = 1e-7   # Keras Adam(decay=1e-7): lr / (1 + decay * step)
+RECIPES = ("keras", "pytorch")
 
 
 def parser():
@@ -99,6 +104,11 @@ def parser():
     p.add_argument("--demo_dir", default="demo", help="where the demo dataset is built")
     p.add_argument("--final", action="store_true",
                    help="train one model on all subjects (no held-out subject, no metrics) into final.pt")
+    p.add_argument("--recipe", default="keras", choices=RECIPES,
+                   help="keras: as the authors' Keras 2 code trained (batches in subject and sheet order, "
+                   "Keras' Adam with its step counter carried across folds, he_normal biases, clipped "
+                   "cross-entropy); pytorch: shuffled batches, a fresh torch Adam per fold, zero biases, "
+                   "plain cross-entropy")
     return p
 
 
@@ -179,7 +189,8 @@ def run_config(args, samples):
     """Everything that changes the results; a run folder is only resumed with the same. `samples`
     is a fingerprint of the data (ids, labels, apexes, frames) and `folds` what is held out."""
     keys = ["path", "img_root", "catego", "parts", "num_classes", "protocol", "model", "image_mode", "batch_size",
-            "epochs", "learning_rate", "seed", "amp", "face", "encoding", "flow", "demo", "shuffle_labels", "final"]
+            "epochs", "learning_rate", "seed", "amp", "face", "encoding", "flow", "demo", "shuffle_labels",
+            "final", "recipe"]
     c = {k: getattr(args, k) for k in keys}
     # single paths stay plain strings, so the config reads as the user typed it
     one = lambda ps: [os.path.abspath(p) for p in utils.as_list(ps)]
@@ -204,6 +215,7 @@ def open_run(args, config):
     if os.path.isfile(cfg_path):
         with open(cfg_path) as f:
             old = json.load(f)
+        old.setdefault("recipe", "pytorch")   # folders made before --recipe were trained that way
         for k in config:
             if k == "samples" and old.get(k) != config[k]:   # the same flags on changed data: folds never mix
                 why = data_changes(old[k], config[k]) if k in old else "config.json records no samples"
@@ -267,20 +279,67 @@ def predict(model, streams, idx, args):
             torch.zeros(0, args.num_classes, device=idx.device)
 
 
-def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epoch_probs=None):
+class KerasAdam(torch.optim.Optimizer):
+    """Adam as Keras 2.2.4 steps it (keras/optimizers.py, Adam.get_updates), `iterations` being the
+    counter before the first step: lr_t = lr / (1 + decay * it) * sqrt(1 - b2^t) / (1 - b1^t) with
+    t = it + 1, then p -= lr_t * m / (sqrt(v) + epsilon). Unlike torch's Adam, epsilon (Keras'
+    K.epsilon() = 1e-7) is added to sqrt(v), not to the bias-corrected sqrt(v / (1 - b2^t))."""
+
+    def __init__(self, params, lr, decay=ADAM_DECAY, epsilon=1e-7, iterations=0, betas=(0.9, 0.999)):
+        super().__init__(params, dict(lr=lr, decay=decay, epsilon=epsilon, iterations=iterations,
+                                      betas=betas))
+
+    @torch.no_grad()
+    def step(self):
+        for g in self.param_groups:
+            (b1, b2), it = g["betas"], g["iterations"]
+            lr_t = g["lr"] / (1 + g["decay"] * it) * math.sqrt(1 - b2 ** (it + 1)) / (1 - b1 ** (it + 1))
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:   # m and v start at zero for each new model, as Keras' get_updates makes them
+                    st["m"], st["v"] = torch.zeros_like(p), torch.zeros_like(p)
+                st["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                p.addcdiv_(st["m"], st["v"].sqrt().add_(g["epsilon"]), value=-lr_t)
+            g["iterations"] = it + 1
+
+
+def keras_crossentropy(logits, target, eps=1e-7):
+    """Mean over the batch of Keras' categorical_crossentropy on the softmax output: the
+    probabilities are clipped to [eps, 1 - eps] before the log (keras/backend/theano_backend.py),
+    so a sample whose true class is beyond the clip gives no gradient."""
+    p = logits.float().softmax(1).gather(1, target[:, None])
+    return -p.clamp(eps, 1 - eps).log().mean()
+
+
+def authors_order(idx, subjects):
+    """The authors' batch order (create_generator_LOSO): subjects in LOSO order, each subject's
+    samples in sheet order; a stable sort of the (sheet-ordered) indices by subject."""
+    return idx[np.argsort(subjects[idx], kind="stable")]
+
+
+def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epoch_probs=None, start_step=0):
     """Train a fresh model on train_idx, return softmax probabilities on test_idx (last epoch).
     With a list as `epoch_probs`, the test samples are also scored after every epoch (the
     authors' protocol needs it) and each epoch's probabilities are appended to it; evaluation
-    draws no random numbers, so training and the last epoch's scores are unchanged by it."""
-    device = args.device
+    draws no random numbers, so training and the last epoch's scores are unchanged by it.
+    Recipe keras: batches in train_idx's order every epoch, KerasAdam from `start_step`."""
+    device, keras = args.device, getattr(args, "recipe", "keras") == "keras"
     torch.manual_seed(seed)
-    model = build_model(args.model, args.num_classes, args.combination_mode)
+    model = build_model(args.model, args.num_classes, args.combination_mode,
+                        init="keras" if keras else "pytorch")
     if pretrained is not None:
         load_pretrained(model, pretrained)
     model = model.to(device, memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + ADAM_DECAY * step))
+    if keras:
+        opt, sched = KerasAdam(model.parameters(), args.learning_rate, iterations=start_step), None
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + ADAM_DECAY * step))
     gen = torch.Generator().manual_seed(seed)
+    loss_fn = keras_crossentropy if keras else F.cross_entropy
     tr = torch.as_tensor(train_idx, device=device)
     te = torch.as_tensor(test_idx, device=device)
     batch = lambda idx: [s[idx].permute(0, 3, 1, 2) for s in streams]   # NHWC gather -> channels_last
@@ -288,16 +347,17 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     bar = utils.progress(range(args.epochs), "train", unit="epoch")
     for _ in bar:
         model.train()
-        perm = tr[torch.randperm(len(tr), generator=gen).to(device)]
+        perm = tr if keras else tr[torch.randperm(len(tr), generator=gen).to(device)]
         total = torch.zeros((), device=device)
         for i in range(0, len(perm), args.batch_size):
             idx = perm[i:i + args.batch_size]
             with autocast(device, args.amp):
-                loss = F.cross_entropy(model(*batch(idx)), y[idx])
+                loss = loss_fn(model(*batch(idx)), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            if sched:
+                sched.step()
             total += loss.detach() * len(idx)   # stays on the device: no sync per step
         losses.append(total)
         bar.set_postfix(loss=f"{float(total) / len(tr):.3f}")   # one host sync per epoch, none per step
@@ -345,17 +405,26 @@ def main_run(args):
     log(f"{args.model} {' '.join(args.image_mode)}"
         + (f" fusion {args.combination_mode}" if args.model == "DSSN" else "")
         + f", {count_parameters(model):,} parameters, on {device}" + (" with bf16 autocast" if args.amp == "bf16" else "")
-        + f"; batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, seed {args.seed}"
+        + f"; recipe {args.recipe}, batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, "
+          f"seed {args.seed}"
         + (" (demo settings)" if args.demo else " (authors' settings unless given)"))
     log("conv1/conv2: " + (f"pretrained from {args.pretrained} ({FORMATS[weights_format(args.pretrained)]}, "
                            f"sha256 {config['pretrained']})" if pretrained else
-                           "He-normal initialisation (no --pretrained file; the authors used ImageNet AlexNet)"))
+                           f"{'Keras he_normal' if args.recipe == 'keras' else 'port-style He-normal'} "
+                           "initialisation "
+                           "(no --pretrained file; the authors used ImageNet AlexNet)"))
     if args.final:
         return train_final(args, run, log, samples, data, streams, y, pretrained)
 
     field, split = dl.PROTOCOLS[args.protocol]   # loso: one fold per subject; lodo: per dataset
     splits = list(split(getattr(data, field)))
     n_folds = len(splits)
+    # The authors' one Adam object serves every fold in turn, so its counter runs on: fold k starts
+    # at the steps of the folds before it in split order. From split sizes alone, so --subjects,
+    # --shard and resumed runs start each fold where the full run does. Keras' fit keeps the last,
+    # shorter batch: epochs x ceil(n_train / batch) steps a fold.
+    steps = [args.epochs * -(-len(tr) // args.batch_size) * (args.recipe == "keras") for _, tr, _ in splits]
+    start = {s: int(sum(steps[:k])) for k, (s, _, _) in enumerate(splits)}
     if args.subjects:
         unknown = set(args.subjects) - {s for s, _, _ in splits}
         if unknown:
@@ -380,8 +449,11 @@ def main_run(args):
             log(f"{fold_path}: cannot be read, trained again")
         t0 = time.time()
         epochs = []
+        if args.recipe == "keras":
+            train_idx = authors_order(train_idx, data.subjects)
         probs, losses, model = train_fold(streams, y, train_idx, test_idx, args,
-                                          fold_seed(args.seed, held_out), pretrained, epoch_probs=epochs)
+                                          fold_seed(args.seed, held_out), pretrained, epoch_probs=epochs,
+                                          start_step=start[held_out])
         pred = probs.argmax(1)
         # a sample is (subject, filename, onset): one CAS(ME)^3 task video holds several
         rows = [dict(dataset=str(data.datasets[i]), subject=str(data.subjects[i]), filename=str(data.filenames[i]),
@@ -391,6 +463,7 @@ def main_run(args):
         if args.save_weights:
             utils.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"), lambda f: torch.save(model.state_dict(), f))
         fold = dict(**{what: held_out}, seconds=round(time.time() - t0, 2), train_loss=losses, rows=rows,
+                    optimizer_start_step=start[held_out],
                     # each epoch's predicted labels of `rows`, in order: the per-epoch curves
                     epoch_predictions=[p.argmax(1).tolist() for p in epochs])
         utils.atomic_write(fold_path, lambda f: f.write(json.dumps(fold).encode()))
@@ -412,10 +485,13 @@ def main_run(args):
 def train_final(args, run, log, samples, data, streams, y, pretrained):
     """One model on every sample, saved with all that predict.py needs to use it."""
     t0 = time.time()
-    _, losses, model = train_fold(streams, y, np.arange(len(data.y)), np.arange(0), args, args.seed, pretrained)
+    # Adam's counter starts at 0: no fold comes before this model (the authors trained none like it)
+    idx = np.arange(len(data.y))
+    idx = authors_order(idx, data.subjects) if args.recipe == "keras" else idx
+    _, losses, model = train_fold(streams, y, idx, np.arange(0), args, args.seed, pretrained)
     faces = sorted(set(samples.table.face)) if args.face == "auto" else [args.face]
     ckpt = dict(state_dict={k: v.cpu() for k, v in model.state_dict().items()}, model=args.model,
-                num_classes=args.num_classes, combination_mode=args.combination_mode,
+                num_classes=args.num_classes, combination_mode=args.combination_mode, recipe=args.recipe,
                 image_mode=args.image_mode, classes=samples.classes, catego=args.catego, parts=args.parts,
                 preprocess={f: pp.settings(f, args.encoding, args.flow) for f in faces},
                 train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())),

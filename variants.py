@@ -31,7 +31,8 @@ FUSIONS = ("add", "mul", "cat")
 # train.py flags passed through unchanged when given (absent ones take train.py's defaults,
 # which differ between the demo and real data).
 PASS = ("path", "img_root", "catego", "parts", "num_classes", "classes", "protocol", "epochs", "batch_size",
-        "learning_rate", "cache_dir", "pretrained", "seed", "amp", "device", "face", "encoding", "flow", "workers", "demo_dir")
+        "learning_rate", "cache_dir", "pretrained", "seed", "amp", "device", "face", "encoding", "flow", "workers",
+        "demo_dir", "recipe")
 COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fusion", "fusion"),
            ("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR"), ("author_f1", "authors' F1"),
            # the authors' protocol: the epoch with the best pooled authors' F1, picked on test data
@@ -84,6 +85,7 @@ def parser():
     g.add_argument("--flow")
     g.add_argument("--workers", type=utils.positive_int)
     g.add_argument("--demo_dir")
+    g.add_argument("--recipe", choices=train.RECIPES)
     return p
 
 
@@ -137,7 +139,8 @@ def markdown(rows, configs, missing):
         lodo = c.get("protocol") == "lodo"
         lines += [f"{'LODO' if lodo else 'LOSO'} on {data}: {c['samples']} samples, {c['folds']} "
                   f"{'datasets' if lodo else 'subjects'}, {len(c['classes'])} classes; "
-                  f"{c['epochs']} epochs, batch {c['batch_size']}, lr {c['learning_rate']}, seed {c['seed']}, "
+                  f"recipe {c.get('recipe', 'pytorch')}, {c['epochs']} epochs, batch {c['batch_size']}, "
+                  f"lr {c['learning_rate']}, seed {c['seed']}, "
                   f"pretrained {c['pretrained'][:12]}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:

@@ -102,3 +102,14 @@ def test_force_deletes_only_a_demo_it_built(demo, tmp_path, capsys):
     # a demo it built is rebuilt, here with 3 frames a clip instead of 4
     assert make_demo.main(args) == 0
     assert sorted(os.listdir(root / "sub01" / "EP01_01")) == ["img1.jpg", "img2.jpg", "img3.jpg"]
+
+
+def test_strength_scales_the_movements_only(demo, tmp_path):
+    root, _, df = demo
+    weak = str(tmp_path / "weak")
+    sheet = make_demo.build_demo(weak, subjects=1, clips_per_class=1, frames=FRAMES, seed=3, strength=0.25)
+    w = pd.read_excel(sheet, dtype=str)
+    pd.testing.assert_frame_equal(w, df[df.Subject == "01"].reset_index(drop=True))   # same clips and apexes
+    for cls, idx in (("surprise", slice(17, 27)), ("happiness", slice(48, 68))):
+        r = w[w["Estimated Emotion"] == cls].iloc[0]
+        assert region_motion(weak, r, idx) < 0.6 * region_motion(root, r, idx), cls

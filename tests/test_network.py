@@ -260,3 +260,30 @@ def test_npy_pickle_that_would_run_code_is_refused(tmp_path):
     # (the same file through plain np.load would have run it: the test's pickle is real)
     np.load(tmp_path / "evil.npy", allow_pickle=True)
     assert marker.exists()
+
+
+def test_keras_init_has_keras_2_2_4_he_normal_spread():
+    # Keras 2.2.4 he_normal: a normal truncated at 2 std whose spread AFTER truncation is
+    # sqrt(2 / fan_in) (VarianceScaling divides by 0.8796); a 1-D bias of n values has fan_in sqrt(n)
+    want = lambda fan_in: np.sqrt(2.0 / fan_in)
+    fc, c1, c2 = [], [], []
+    for seed in range(300):
+        torch.manual_seed(seed)
+        m = DSSN(5)
+        fc.append(m.fc.bias.detach().numpy().copy())
+        c1 += [t.conv1.bias.detach().numpy().copy() for t in m.trunks]
+        c2 += [t.conv2.bias.detach().numpy().copy() for t in m.trunks]
+    fc, c1, c2 = np.concatenate(fc), np.concatenate(c1), np.concatenate(c2)
+    assert abs(fc.std() - want(np.sqrt(5))) < 0.05, fc.std()      # 0.946 (0.832 without the correction)
+    assert abs(c1.std() - want(np.sqrt(96))) < 0.01, c1.std()      # conv_1's (96,) bias: 0.452
+    assert abs(c2.std() - want(np.sqrt(128))) < 0.01, c2.std()     # conv_2_1 / conv_2_2's (128,): 0.420
+    truncated_at = 2 * want(np.sqrt(5)) / 0.87962566103423978
+    assert np.abs(fc).max() <= truncated_at and np.abs(fc).max() > 0.8 * truncated_at
+    assert abs(m.fc.weight.std().item() - want(57_600)) < 2e-4
+    assert abs(m.trunks[0].conv1.weight.std().item() - want(3 * 11 * 11)) < 2e-3
+    assert abs(m.trunks[0].conv2.weight.std().item() - want(48 * 5 * 5)) < 2e-3
+    assert abs(DSSN(5, mode="cat").fc.weight.std().item() - want(115_200)) < 2e-4
+    # the port-style init of --recipe pytorch: zero biases, Glorot uniform classifier
+    p = DSSN(5, init="pytorch")
+    assert not p.fc.bias.any() and not p.trunks[1].conv2.bias.any()
+    assert p.fc.weight.abs().max() <= np.sqrt(6 / (57_600 + 5))

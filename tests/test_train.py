@@ -474,6 +474,7 @@ def test_custom_trains_with_its_own_classes_and_predicts(layouts, capsys):
     assert list(out["probabilities"]) == ["disgust", "happy", "surprise"] and out["prediction"] in extra["classes"]
     ckpt = torch.load(d / "final" / "final.pt", weights_only=True)
     assert ckpt["catego"] == "CUSTOM" and "P1/clips/P1_happy@12" in ckpt["sample_ids"] and len(ckpt["sample_ids"]) == 9
+    assert ckpt["recipe"] == "keras"
 
 
 @pytest.fixture(scope="module")
@@ -525,3 +526,107 @@ def test_lodo_needs_a_composite(dataset, tmp_path, capsys):
     assert run(dataset, tmp_path / "bad", "--protocol", "lodo") == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: --protocol lodo holds out one dataset of a composite: it needs --catego COMPOSITE, not CASME"
+
+
+# ---------------------------------------------------------------------------------------------
+# --recipe keras: the authors' Keras 2 training (batch order, Adam's counter, clipped loss)
+
+def keras_adam_reference(p, grads, lr, iterations, decay=1e-7, eps=1e-7, b1=0.9, b2=0.999):
+    """Keras 2's Adam.get_updates written out in numpy, float64."""
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for k, g in enumerate(grads):
+        it = iterations + k
+        lr_t = lr / (1 + decay * it) * np.sqrt(1 - b2 ** (it + 1)) / (1 - b1 ** (it + 1))
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        p = p - lr_t * m / (np.sqrt(v) + eps)
+    return p
+
+
+@pytest.mark.parametrize("start", [0, 5000])
+def test_keras_adam_steps_as_keras_not_as_torch(start):
+    rng = np.random.default_rng(start)
+    p0 = rng.standard_normal(64)
+    # half the gradients ~1e-8: sqrt(v) is then far below epsilon, and where epsilon is added shows
+    scale = np.where(np.arange(64) < 32, 1.0, 1e-8)
+    grads = [rng.standard_normal(64) * scale for _ in range(30)]
+    want = keras_adam_reference(p0, grads, 1e-3, start)
+
+    def run_opt(make):
+        p = torch.tensor(p0, requires_grad=True)
+        opt = make([p])
+        for g in grads:
+            p.grad = torch.tensor(g)
+            opt.step()
+        return p.detach().numpy()
+    got = run_opt(lambda ps: train.KerasAdam(ps, 1e-3, iterations=start))
+    assert np.allclose(got, want, rtol=1e-12, atol=1e-15)
+    # torch's Adam (with a fresh counter, as the pytorch recipe uses it) lands elsewhere
+    moved = np.abs(want - p0)
+    off = np.abs(run_opt(lambda ps: torch.optim.Adam(ps, lr=1e-3, eps=1e-7)) - want)
+    assert np.median(off[32:] / moved[32:]) > 0.5   # the tiny gradients: epsilon's placement
+    if start:
+        assert np.median(off[:32] / moved[:32]) > 0.3   # and the bias correction of step 5000
+
+
+def test_keras_crossentropy_value_gradient_and_clip():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [40.0, 0.0, 0.0], [-40.0, 0.0, 0.0]],
+                          requires_grad=True)
+    target = torch.tensor([0, 2, 0, 0])   # sample 3 saturated (p = 1), sample 4 hopeless (p ~ 1e-18)
+    loss = train.keras_crossentropy(logits, target)
+    loss.backward()
+    z = logits.detach().double().numpy()
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    py = p[np.arange(4), target.numpy()]
+    clipped = np.clip(py, 1e-7, 1 - 1e-7)
+    assert loss.item() == pytest.approx(np.mean(-np.log(clipped)), rel=1e-6)
+    onehot = np.eye(3)[target.numpy()]
+    inside = (py > 1e-7) & (py < 1 - 1e-7)
+    want = (p - onehot) * inside[:, None] / 4   # no gradient beyond the clip (K.clip)
+    assert np.allclose(logits.grad.numpy(), want, atol=1e-7)
+    assert not logits.grad[2:].any() and logits.grad[:2].abs().min() > 0
+    # torch's cross-entropy is not clipped
+    plain = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, target), logits)[0]
+    assert plain[3].abs().max() > 0.2
+
+
+def test_authors_order_is_subjects_then_sheet_order():
+    subjects = np.array(["02", "01", "02", "03", "01", "02"])
+    assert train.authors_order(np.arange(6), subjects).tolist() == [1, 4, 0, 2, 5, 3]
+    assert train.authors_order(np.array([0, 2, 3, 5]), subjects).tolist() == [0, 2, 5, 3]   # held out: 01
+
+
+def test_keras_recipe_batches_are_the_authors_order_every_epoch(dataset, tmp_path, monkeypatch):
+    seen = []
+    loss = train.keras_crossentropy
+    monkeypatch.setattr(train, "keras_crossentropy", lambda z, t: seen.append(t.tolist()) or loss(z, t))
+    assert run(dataset, tmp_path / "run", "--subjects", "01") == 0
+    t = dl.read_samples(dataset["sheet"], dataset["root"], "CASME").table
+    order = t.label[t.subject != "01"].tolist()   # subjects 02, 03, 04, each in sheet order
+    assert [len(b) for b in seen] == [4, 4, 4, 3] * 2   # consecutive batches, the last one shorter
+    assert sum(seen, []) == order * 2
+
+
+def test_keras_recipe_carries_adams_counter_across_folds(dataset, tmp_path, capsys):
+    full, alone, port = tmp_path / "full", tmp_path / "alone", tmp_path / "port"
+    assert run(dataset, full) == 0
+    folds = [json.loads((full / "folds" / f"{s}.json").read_text()) for s in ("01", "02", "03", "04")]
+    steps = [2 * -(-(20 - len(f["rows"])) // 4) for f in folds]   # epochs x ceil(n_train / batch)
+    assert [f["optimizer_start_step"] for f in folds] == [sum(steps[:k]) for k in range(4)] == [0, 8, 16, 24]
+    assert json.loads((full / "config.json").read_text())["recipe"] == "keras"
+    # a fold run alone starts where the full run started it, and predicts the same
+    assert run(dataset, alone, "--subjects", "03") == 0
+    one = json.loads((alone / "folds" / "03.json").read_text())
+    assert one["optimizer_start_step"] == 16 and one["rows"] == folds[2]["rows"]
+    # the port-style recipe: a fresh Adam per fold, other predictions
+    assert run(dataset, port, "--subjects", "03", "--recipe", "pytorch") == 0
+    other = json.loads((port / "folds" / "03.json").read_text())
+    assert other["optimizer_start_step"] == 0 and other["rows"] != one["rows"]
+    # a folder of one recipe is refused to the other; folders from before --recipe are pytorch ones
+    capsys.readouterr()
+    assert run(dataset, port, "--subjects", "02") == 2
+    assert "recipe='pytorch'" in capsys.readouterr().err
+    cfg = json.loads((port / "config.json").read_text())
+    del cfg["recipe"]
+    (port / "config.json").write_text(json.dumps(cfg))
+    assert run(dataset, port, "--subjects", "02", "--recipe", "pytorch") == 0

@@ -120,10 +120,12 @@ def test_dataset_flags_pass_through_to_train():
     import train
     args = variants.parser().parse_args([
         "--catego", "COMPOSITE", "--parts", "CASME", "SAMM", "--path", "c.xlsx", "s.xlsx", "--img_root", "C", "S",
-        "--protocol", "lodo", "--classes", "negative", "positive", "--num_classes", "3"])
+        "--protocol", "lodo", "--classes", "negative", "positive", "--num_classes", "3",
+        "--recipe", "pytorch"])
     a = train.parser().parse_args(variants.train_argv(args, "DSSN", ["F", "G"], "mul", "run"))
     assert (a.catego, a.parts, a.path, a.img_root) == ("COMPOSITE", ["CASME", "SAMM"], ["c.xlsx", "s.xlsx"], ["C", "S"])
     assert (a.protocol, a.classes, a.num_classes) == ("lodo", ["negative", "positive"], 3)
+    assert a.recipe == "pytorch"
     custom = variants.parser().parse_args(["--catego", "CUSTOM", "--path", "clips.csv", "--img_root", "R"])
     a = train.parser().parse_args(variants.train_argv(custom, "SSSN", ["G"], None, "run"))
     assert (a.catego, a.path, a.img_root, a.protocol, a.classes) == ("CUSTOM", ["clips.csv"], ["R"], "loso", None)
