@@ -34,6 +34,7 @@ HEADLINE = ("accuracy", "uf1", "uar", "weighted_f1", "author_f1")
 AP_KEYS = ("epoch", "accuracy", "uf1", "uar", "author_f1")   # summary.json's authors_protocol
 CI_KEYS = ("accuracy", "uf1", "uar")
 RESAMPLES, BOOT_SEED = 2000, 0   # the bootstrap over subjects: fixed, so a summary is reproducible
+ABSENT = "not in the ground truth, so left out of UF1, UAR and authors' F1"
 NAMES = dict(accuracy="accuracy", uf1="UF1", uar="UAR", weighted_f1="weighted F1", author_f1="authors' F1")
 
 
@@ -84,8 +85,9 @@ def bootstrap(stat, n):
     """scipy's percentile bootstrap over n subjects: stat(idx) gets the drawn subjects' indices
     (resamples x n, with replacement) and returns an array [statistic, resample]."""
     from scipy.stats import bootstrap
-    return bootstrap((np.arange(n),), lambda i, axis=-1: stat(np.moveaxis(i, axis, -1)), n_resamples=RESAMPLES,
-                     method="percentile", vectorized=True, rng=np.random.default_rng(BOOT_SEED))
+    return bootstrap((np.arange(n),), lambda i, axis=-1: stat(np.moveaxis(i, axis, -1)),
+                     n_resamples=RESAMPLES, method="percentile", vectorized=True,
+                     rng=np.random.default_rng(BOOT_SEED))
 
 
 def ci95(pred, n_classes):
@@ -142,7 +144,8 @@ def summarize(run, log=print):
                         for s, g in pred.groupby("subject")}
     if pred.dataset.nunique() > 1:   # the MEGC composite is also scored per dataset
         m["per_dataset"] = {d: {k: v for k, v in metrics(g.label, g.prediction, classes).items() if k != "per_class"}
-                            | {"n": int(len(g)), "ci95": ci95(g, len(classes))} for d, g in pred.groupby("dataset")}
+                            | {"n": int(len(g)), "ci95": ci95(g, len(classes))}
+                            for d, g in pred.groupby("dataset")}
     m["folds"] = len(folds)
     m["samples"] = int(len(pred))
     m["seconds"] = round(sum(fold["seconds"] for fold in folds), 1)
@@ -165,7 +168,7 @@ def summarize(run, log=print):
     log(f"  weighted F1 {m['weighted_f1']:.4f}   authors' F1 {m['author_f1']:.4f}"
         + (f"   ([..]: 95 % CI, bootstrap over {pred.subject.nunique()} subjects)" if ci else ""))
     if m["absent_classes"]:
-        log(f"  not in the ground truth, so left out of UF1, UAR and authors' F1: {', '.join(m['absent_classes'])}")
+        log(f"  {ABSENT}: {', '.join(m['absent_classes'])}")
     log(f"  {'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for c, v in m["per_class"].items():
         log(f"  {c:<12}{v['precision']:>10.3f}{v['recall']:>10.3f}{v['f1']:>10.3f}{v['support']:>9d}")
@@ -219,11 +222,13 @@ def summarize_seeds(run, log=print):
     for s, m in got.items():
         for k in sorted(set(base(m["config"])) | set(base(first["config"]))):
             if m["config"].get(k) != first["config"].get(k):
-                raise dl.DataError(f"{folders[s]} was made with {k}={m['config'].get(k)!r}, {folders[s0]} with "
-                                   f"{first['config'].get(k)!r}: the seeds of one folder must share every setting")
+                raise dl.DataError(f"{folders[s]} was made with {k}={m['config'].get(k)!r}, {folders[s0]} "
+                                   f"with {first['config'].get(k)!r}: the seeds of one folder must share "
+                                   f"every setting")
         if (m["samples"], m["folds"]) != (first["samples"], first["folds"]):
-            raise dl.DataError(f"{folders[s]} has {m['samples']} samples in {m['folds']} folds, {folders[s0]} "
-                               f"{first['samples']} in {first['folds']}: summarize a seed once all its folds are done")
+            raise dl.DataError(f"{folders[s]} has {m['samples']} samples in {m['folds']} folds, "
+                               f"{folders[s0]} {first['samples']} in {first['folds']}: summarize a seed "
+                               f"once all its folds are done")
     seeds, runs = list(got), list(got.values())
     mean, sd = mean_sd(runs, HEADLINE)
     top = dict(seeds=seeds, per_seed={str(s): {k: m[k] for k in HEADLINE} | {"ci95": m.get("ci95")}
@@ -241,10 +246,11 @@ def summarize_seeds(run, log=print):
         top["per_epoch"] = [{"epoch": e + 1, **mu, "sd": sg}
                             for e, (mu, sg) in enumerate(mean_sd([m["per_epoch"][e] for m in runs], keys)
                                                          for e in range(len(runs[0]["per_epoch"])))]
-    utils.atomic_write(os.path.join(run, "summary.json"), lambda f: f.write(json.dumps(top, indent=2).encode()))
+    utils.atomic_write(os.path.join(run, "summary.json"),
+                       lambda f: f.write(json.dumps(top, indent=2).encode()))
     unfinished = [s for s in folders if s not in got]
-    log(f"\n{len(seeds)} seeds ({' '.join(map(str, seeds))}), each {top['folds']} folds over {top['samples']} "
-        f"samples ({run}): mean +- sd (sample sd)"
+    log(f"\n{len(seeds)} seeds ({' '.join(map(str, seeds))}), each {top['folds']} folds over "
+        f"{top['samples']} samples ({run}): mean +- sd (sample sd)"
         + (f"; seeds {' '.join(map(str, unfinished))} have no summary yet, left out" if unfinished else ""))
     log("  " + f"{'':<18}" + "".join(f"{NAMES[k]:>18}" for k in HEADLINE))
     for s, m in got.items():
@@ -252,10 +258,11 @@ def summarize_seeds(run, log=print):
     log("  " + f"{'mean +- sd':<18}" + "".join(f"{pm(mean[k], sd[k]):>18}" for k in HEADLINE))
     if "authors_protocol" in top:
         a, d = top["authors_protocol"]["mean"], top["authors_protocol"]["sd"]
-        log("  " + f"{'authors protocol':<18}" + "".join(f"{pm(a[k], d[k]) if k in a else '':>18}" for k in HEADLINE)
+        log("  " + f"{'authors protocol':<18}"
+            + "".join(f"{pm(a[k], d[k]) if k in a else '':>18}" for k in HEADLINE)
             + f"   (epoch picked on test data: {pm(a['epoch'], d['epoch'], 1)})")
     if top["absent_classes"]:
-        log(f"  not in the ground truth, so left out of UF1, UAR and authors' F1: {', '.join(top['absent_classes'])}")
+        log(f"  {ABSENT}: {', '.join(top['absent_classes'])}")
     if "per_epoch" in top:
         plot_curves(top["per_epoch"], os.path.join(run, "learning_curves.png"), seeds=len(seeds))
     return top
@@ -318,7 +325,8 @@ def plot_curves(curves, path, seeds=None):
         pick = max(curves, key=lambda e: e["author_f1"])["epoch"]
         b.axvline(pick, color="red", lw=1, ls="--", label=f"authors' pick, epoch {pick} (chosen on test)")
     over = f", mean{' +- sd' if band else ''} over {seeds} seed{'s' if seeds != 1 else ''}" if seeds else ""
-    b.set(xlabel="epoch", ylabel="pooled over the held-out subjects", title="test (LOSO)" + over, ylim=(0, 1.02))
+    b.set(xlabel="epoch", ylabel="pooled over the held-out subjects", title="test (LOSO)" + over,
+          ylim=(0, 1.02))
     if seeds:
         a.set_title("training" + over)
     b.legend(fontsize=8, loc="lower right")
@@ -343,7 +351,8 @@ def load_runs(run):
         if not os.path.isfile(os.path.join(folder, "config.json")):
             raise dl.DataError(f"{folder}: not a run folder (no config.json, no seed<N>/ run folders)")
         if not os.path.isfile(path):
-            raise dl.DataError(f"{folder}: no predictions.csv (not finished? python train.py --summarize {folder})")
+            raise dl.DataError(f"{folder}: no predictions.csv (not finished? "
+                               f"python train.py --summarize {folder})")
         with open(os.path.join(folder, "config.json")) as f:
             config = json.load(f)
         pred = pd.read_csv(path, dtype={"subject": str, "filename": str})
@@ -358,9 +367,11 @@ def same_samples(a, b, name_a, name_b):
     """Refuse, in one line, two prediction tables that are not over the same samples and labels."""
     ia, ib = set(a.id), set(b.id)
     if ia != ib:
-        only = lambda x, y, n: f"{len(x - y)} only in {n} ({', '.join(sorted(x - y)[:3])}{', ...' * (len(x - y) > 3)})"
-        raise dl.DataError(f"{name_a} and {name_b} are not over the same samples: "
-                           + "; ".join(only(x, y, n) for x, y, n in ((ia, ib, name_a), (ib, ia, name_b)) if x - y))
+        def only(x, y, n):
+            d = sorted(x - y)
+            return f"{len(d)} only in {n} ({', '.join(d[:3])}{', ...' * (len(d) > 3)})"
+        raise dl.DataError(f"{name_a} and {name_b} are not over the same samples: " + "; ".join(
+            only(x, y, n) for x, y, n in ((ia, ib, name_a), (ib, ia, name_b)) if x - y))
 
 
 def paired(a, b, n_classes):
@@ -373,8 +384,8 @@ def paired(a, b, n_classes):
     out = dict(samples=int(len(a)), subjects=len(subjects), metrics={})
     r = None
     if len(subjects) > 1:
-        r = bootstrap(lambda i: np.stack([scores(cb[i].sum(-3))[k] - scores(ca[i].sum(-3))[k] for k in CI_KEYS]),
-                      len(subjects))
+        r = bootstrap(lambda i: np.stack([scores(cb[i].sum(-3))[k] - scores(ca[i].sum(-3))[k]
+                                          for k in CI_KEYS]), len(subjects))
     for j, k in enumerate(CI_KEYS):
         m = dict(a=float(sa[k]), b=float(sb[k]), difference=float(sb[k] - sa[k]), ci95=None, p_value=None,
                  test="paired bootstrap over subjects")
@@ -387,8 +398,10 @@ def paired(a, b, n_classes):
         out["metrics"][k] = m
     right_a, right_b = (a.label == a.prediction).to_numpy(), (b.label == b.prediction).to_numpy()
     only_a, only_b = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
-    out["mcnemar"] = dict(right_only_a=only_a, right_only_b=only_b, test="McNemar exact (binomial, discordant pairs)",
-                          p_value=float(binomtest(only_b, only_a + only_b).pvalue) if only_a + only_b else 1.0)
+    n = only_a + only_b
+    out["mcnemar"] = dict(right_only_a=only_a, right_only_b=only_b,
+                          test="McNemar exact (binomial, discordant pairs)",
+                          p_value=float(binomtest(only_b, n).pvalue) if n else 1.0)
     return out
 
 
@@ -402,26 +415,27 @@ def compare_runs(run_a, run_b):
         B = {next(iter(A)): next(iter(B.values()))}
     seeds = sorted(set(A) & set(B))
     if not seeds:
-        raise dl.DataError(f"{run_a} (seeds {' '.join(map(str, A))}) and {run_b} (seeds {' '.join(map(str, B))}) "
-                           f"have no seed in common")
+        raise dl.DataError(f"{run_a} (seeds {' '.join(map(str, A))}) and {run_b} "
+                           f"(seeds {' '.join(map(str, B))}) have no seed in common")
     out = dict(a=run_a, b=run_b, seeds=seeds, resamples=RESAMPLES, bootstrap_seed=BOOT_SEED, per_seed={})
     for s in seeds:
         (ca, pa), (cb, pb) = A[s], B[s]
         if ca["classes"] != cb["classes"]:
-            raise dl.DataError(f"{run_a} has classes {' '.join(ca['classes'])}, {run_b} {' '.join(cb['classes'])}")
+            raise dl.DataError(f"{run_a} has classes {' '.join(ca['classes'])}, "
+                               f"{run_b} {' '.join(cb['classes'])}")
         same_samples(pa, pb, run_a, run_b)
         if (pa.label != pb.label).any():
             if not (ca.get("shuffle_labels") or cb.get("shuffle_labels")):
                 i = (pa.label != pb.label).to_numpy().argmax()
                 raise dl.DataError(f"{run_a} and {run_b} label sample {pa.id[i]} differently")
-            out["labels"] = ("a --shuffle_labels control: each run is scored against the labels it was trained "
-                             "and tested with, as in its own summary")
+            out["labels"] = ("a --shuffle_labels control: each run is scored against the labels it was "
+                             "trained and tested with, as in its own summary")
         out["per_seed"][str(s)] = paired(pa, pb, len(ca["classes"]))
     first = A[seeds[0]][0], B[seeds[0]][0]
     out["differ_in"] = sorted(k for k in set(first[0]) | set(first[1])
                               if (one or k != "seed") and first[0].get(k) != first[1].get(k))
     if one:
-        return {k: v for k, v in out.items() if k not in ("seeds", "per_seed")} | out["per_seed"][str(seeds[0])]
+        return {k: v for k, v in out.items() if k not in ("seeds", "per_seed")} | out["per_seed"][str(s)]
     if len(seeds) > 1:
         out["over_seeds"] = {}
         for k in CI_KEYS:
@@ -431,7 +445,8 @@ def compare_runs(run_a, run_b):
             p = 1.0 if not d.any() else float(ttest_1samp(d, 0).pvalue)
             out["over_seeds"][k] = dict(mean=float(d.mean()), sd=float(d.std(ddof=1)),
                                         p_value=None if np.isnan(p) else p,
-                                        test="paired t-test over seeds (one-sample t-test of the per-seed differences)")
+                                        test="paired t-test over seeds (one-sample t-test of the "
+                                             "per-seed differences)")
     return out
 
 
@@ -461,7 +476,8 @@ def report(c, log=print):
     for k, o in c["over_seeds"].items():
         ms = [c["per_seed"][str(s)]["metrics"][k] for s in c["seeds"]]
         mu, sd = mean_sd(ms, "ab")
-        log(f"  {NAMES[k]:<10}{pm(mu['a'], sd['a']):>18}{pm(mu['b'], sd['b']):>18}{pm(o['mean'], o['sd']):>20}{p(o['p_value']):>8}   "
+        log(f"  {NAMES[k]:<10}{pm(mu['a'], sd['a']):>18}{pm(mu['b'], sd['b']):>18}"
+            f"{pm(o['mean'], o['sd']):>20}{p(o['p_value']):>8}   "
             + "  ".join(f"{m['difference']:+.4f} ({p(m['p_value'])})" for m in ms))
     log("  McNemar exact p per seed: " + "  ".join(
         f"seed {s} {p(c['per_seed'][str(s)]['mcnemar']['p_value'])}" for s in c["seeds"]))
@@ -470,8 +486,9 @@ def report(c, log=print):
 def parser():
     p = argparse.ArgumentParser(description="Paired comparison of two run folders over the same samples: "
                                 "B - A of accuracy, UF1 and UAR with a paired bootstrap over subjects, and "
-                                "McNemar's exact test; multi-seed folders seed by seed, with a t-test over seeds.")
-    p.add_argument("run_a", metavar="RUN_A", help="run folder (train.py --weight_save_path), or a --seeds folder")
+                                "McNemar's exact test; multi-seed folders seed by seed, with a t-test over "
+                                "seeds.")
+    p.add_argument("run_a", metavar="RUN_A", help="a run folder (train.py --weight_save_path) or --seeds one")
     p.add_argument("run_b", metavar="RUN_B")
     p.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
     return p

@@ -413,17 +413,19 @@ def run_seeds(args):
     """--seeds: the whole protocol once per seed, each an ordinary run folder RUN/seed<N>/ (what
     --seed N --weight_save_path RUN/seed<N> gives, so resume, --subjects and --shard work per
     seed), then RUN/summary.json from the seeds' summaries once every seed has one."""
-    top = beside(args.weight_save_path) if args.new and os.path.exists(args.weight_save_path) else args.weight_save_path
+    top = args.weight_save_path
+    top = beside(top) if args.new and os.path.exists(top) else top
     if os.path.isfile(os.path.join(top, "config.json")):
-        raise dl.DataError(f"{top} is a one-seed run folder: give --seeds another --weight_save_path, or --new")
+        raise dl.DataError(f"{top} is a one-seed run folder: give --seeds another --weight_save_path, "
+                           f"or --new")
     for s in args.seeds:
         main_run(argparse.Namespace(**vars(args) | dict(seed=s, seeds=None, new=False,
                                                         weight_save_path=os.path.join(top, f"seed{s}"))))
     log = Log(os.path.join(top, "train.log"))
     missing = [s for s in args.seeds if not os.path.isfile(os.path.join(top, f"seed{s}", "summary.json"))]
     if missing:
-        log(f"seeds {' '.join(map(str, missing))} are not finished; {top}/summary.json is written when the last "
-            f"one lands (or: python train.py --summarize {top})")
+        log(f"seeds {' '.join(map(str, missing))} are not finished; {top}/summary.json is written when the "
+            f"last one lands (or: python train.py --summarize {top})")
         return 0
     compare.summarize_seeds(top, log)
     return 0

@@ -33,7 +33,8 @@ FUSIONS = ("add", "mul", "cat")
 # train.py flags passed through unchanged when given (absent ones take train.py's defaults,
 # which differ between the demo and real data).
 PASS = ("path", "img_root", "catego", "parts", "num_classes", "classes", "protocol", "epochs", "batch_size",
-        "learning_rate", "cache_dir", "pretrained", "seed", "seeds", "amp", "device", "face", "encoding", "flow", "workers", "demo_dir")
+        "learning_rate", "cache_dir", "pretrained", "seed", "seeds", "amp", "device", "face", "encoding",
+        "flow", "workers", "demo_dir")
 COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fusion", "fusion"),
            ("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR"), ("author_f1", "authors' F1"),
            # the authors' protocol: the epoch with the best pooled authors' F1, picked on test data
@@ -154,7 +155,8 @@ def markdown(rows, configs, missing):
         lines += [f"{'LODO' if lodo else 'LOSO'} on {data}: {c['samples']} samples, {c['folds']} "
                   f"{'datasets' if lodo else 'subjects'}, {len(c['classes'])} classes; "
                   f"{c['epochs']} epochs, batch {c['batch_size']}, lr {c['learning_rate']}, "
-                  + (f"seeds {' '.join(map(str, c['seeds']))}" if "seeds" in c else f"seed {c['seed']}") + ", "
+                  + (f"seeds {' '.join(map(str, c['seeds']))}" if "seeds" in c else f"seed {c['seed']}")
+                  + ", "
                   f"pretrained {c['pretrained'][:12]}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     def cell(r, k):
@@ -170,7 +172,7 @@ def markdown(rows, configs, missing):
                       "with the best pooled authors' F1 picked ON THE TEST SUBJECTS, as the paper's table did: "
                       "compare AP accuracy / AP authors' F1 with the paper's Acc / F1."]
         if any(r["uf1_sd"] != "" for r in rows):
-            lines += ["", "a +- b: mean and sample sd over the seeds (training randomness; the subjects fixed)."]
+            lines += ["", "a +- b: mean and sample sd over the seeds (training randomness; same subjects)."]
         if any(r["uf1_ci_low"] != "" for r in rows):
             lines += ["", "[lo, hi]: 95 % CI of a bootstrap over subjects, for this model and seed (not over "
                           "seeds or datasets); python compare.py A B tests a difference."]

@@ -25,8 +25,8 @@ def write_run(run, rows, classes=CLASSES, seed=0, epochs=None, **config):
     with open(os.path.join(run, "config.json"), "w") as f:
         json.dump(dict(classes=classes, seed=seed, epochs=epochs or 1) | config, f)
     for s in sorted({r[0] for r in rows}):
-        mine = [dict(dataset="CASME", subject=s, filename=f"EP{k:02d}", onset=1, label=int(l), prediction=int(p))
-                for k, (_, l, p) in enumerate(r for r in rows if r[0] == s)]
+        mine = [dict(dataset="CASME", subject=s, filename=f"EP{k:02d}", onset=1, label=int(l),
+                     prediction=int(p)) for k, (_, l, p) in enumerate(r for r in rows if r[0] == s)]
         fold = dict(subject=s, seconds=1.0, train_loss=[1.0] * (epochs or 1), rows=mine)
         if epochs:
             fold["epoch_predictions"] = [[r["prediction"] for r in mine]] * epochs
@@ -93,7 +93,8 @@ def test_classes_absent_from_the_ground_truth_are_left_out():
     present = [0, 1]
     assert m["uf1"] == pytest.approx(f1_score(y, p, labels=present, average="macro"))
     assert m["uar"] == pytest.approx(recall_score(y, p, labels=present, average="macro"))
-    P, R = precision_score(y, p, labels=present, average="macro"), recall_score(y, p, labels=present, average="macro")
+    P = precision_score(y, p, labels=present, average="macro")
+    R = recall_score(y, p, labels=present, average="macro")
     assert m["author_f1"] == pytest.approx(2 * P * R / (P + R))
     assert m["weighted_f1"] == pytest.approx(f1_score(y, p, average="weighted"))
 
@@ -158,8 +159,8 @@ def test_compare_a_run_with_itself_and_with_a_better_one(tmp_path, capsys):
     write_run(str(tmp_path / "a"), rows)
     better = [(s, l, l if k % 3 else p) for k, (s, l, p) in enumerate(rows)]   # two thirds made right
     write_run(str(tmp_path / "b"), better)
-    assert compare.main([str(tmp_path / "a"), str(tmp_path / "a"), "--json", str(tmp_path / "same.json")]) == 0
-    same = json.loads((tmp_path / "same.json").read_text())
+    assert compare.main([str(tmp_path / "a"), str(tmp_path / "a"), "--json", str(tmp_path / "s.json")]) == 0
+    same = json.loads((tmp_path / "s.json").read_text())
     for k in ("accuracy", "uf1", "uar"):
         m = same["metrics"][k]
         assert m["difference"] == 0 and m["ci95"] == [0, 0] and m["p_value"] == 1
@@ -185,7 +186,8 @@ def test_runs_over_other_samples_or_labels_are_refused(tmp_path, capsys):
     rows = casme_sized(4)
     write_run(str(tmp_path / "a"), rows)
     write_run(str(tmp_path / "fewer"), rows[:-1])
-    write_run(str(tmp_path / "relabelled"), [(s, (l + 1) % 5 if k == 0 else l, p) for k, (s, l, p) in enumerate(rows)])
+    write_run(str(tmp_path / "relabelled"), [(s, (l + 1) % 5 if k == 0 else l, p)
+                                              for k, (s, l, p) in enumerate(rows)])
     assert compare.main([str(tmp_path / "a"), str(tmp_path / "fewer")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not over the same samples: 1 only in" in err and "@1" in err, err
@@ -202,8 +204,8 @@ def test_multi_seed_folders_summarized_and_compared_seed_by_seed(tmp_path, capsy
         rng = np.random.default_rng(s)
         a = [(su, l, l if rng.random() < 0.1 else p) for su, l, p in base]
         write_run(str(tmp_path / "A" / f"seed{s}"), a, seed=s, epochs=2)
-        write_run(str(tmp_path / "B" / f"seed{s}"), [(su, l, l if rng.random() < 0.3 else p) for su, l, p in a],
-                  seed=s, epochs=2)
+        b = [(su, l, l if rng.random() < 0.3 else p) for su, l, p in a]
+        write_run(str(tmp_path / "B" / f"seed{s}"), b, seed=s, epochs=2)
     write_run(str(tmp_path / "B" / "seed7"), base, seed=7, epochs=2)   # not in A: left out
     top = compare.summarize(str(tmp_path / "A"), log=lambda *_: None)   # each seed, then the top
     own = [json.loads((tmp_path / "A" / f"seed{s}" / "summary.json").read_text()) for s in (0, 1, 2)]
@@ -211,14 +213,16 @@ def test_multi_seed_folders_summarized_and_compared_seed_by_seed(tmp_path, capsy
     for k in compare.HEADLINE:
         assert top["mean"][k] == pytest.approx(np.mean([m[k] for m in own]))
         assert top["sd"][k] == pytest.approx(np.std([m[k] for m in own], ddof=1))
-    assert top["authors_protocol"]["mean"]["uf1"] == pytest.approx(np.mean([m["authors_protocol"]["uf1"] for m in own]))
+    ap = top["authors_protocol"]["mean"]["uf1"]
+    assert ap == pytest.approx(np.mean([m["authors_protocol"]["uf1"] for m in own]))
     assert (tmp_path / "A" / "learning_curves.png").is_file()
     capsys.readouterr()
     assert compare.main([str(tmp_path / "A"), str(tmp_path / "B"), "--json", str(tmp_path / "c.json")]) == 0
     c = json.loads((tmp_path / "c.json").read_text())
     assert c["seeds"] == [0, 1, 2] and set(c["per_seed"]) == {"0", "1", "2"}
     for k in ("accuracy", "uf1", "uar"):
-        d = [json.loads((tmp_path / "B" / f"seed{s}" / "summary.json").read_text())[k] - own[s][k] for s in (0, 1, 2)]
+        b = [json.loads((tmp_path / "B" / f"seed{s}" / "summary.json").read_text()) for s in (0, 1, 2)]
+        d = [b[s][k] - own[s][k] for s in (0, 1, 2)]
         o = c["over_seeds"][k]
         assert o["mean"] == pytest.approx(np.mean(d)) and o["sd"] == pytest.approx(np.std(d, ddof=1))
         assert o["p_value"] == pytest.approx(ttest_1samp(d, 0).pvalue)
