@@ -249,8 +249,8 @@ def summarize_seeds(run, log=print):
     utils.atomic_write(os.path.join(run, "summary.json"),
                        lambda f: f.write(json.dumps(top, indent=2).encode()))
     unfinished = [s for s in folders if s not in got]
-    log(f"\n{len(seeds)} seeds ({' '.join(map(str, seeds))}), each {top['folds']} folds over "
-        f"{top['samples']} samples ({run}): mean +- sd (sample sd)"
+    log(f"\n{len(seeds)} seed{'s' * (len(seeds) != 1)} ({' '.join(map(str, seeds))}), each {top['folds']} "
+        f"folds over {top['samples']} samples ({run}): mean +- sd (sample sd)"
         + (f"; seeds {' '.join(map(str, unfinished))} have no summary yet, left out" if unfinished else ""))
     log("  " + f"{'':<18}" + "".join(f"{NAMES[k]:>18}" for k in HEADLINE))
     for s, m in got.items():
