@@ -11,7 +11,8 @@ code did (batch order, Adam's counter carried across folds, he_normal biases, cl
 `--recipe pytorch` is the port-style alternative (shuffled batches, a fresh torch Adam per fold).
 Metrics pool the predictions of all folds. Each finished fold is saved at once, so rerunning the same
 command resumes; `--subjects` runs some folds only (for job arrays), and the summary is written when
-the last fold lands or with `--summarize RUN_DIR`.
+the last fold lands or with `--summarize RUN_DIR`. `--seeds 0 1 2 3 4` runs it all once per seed into
+RUN/seed<N>/, with the mean and sd over seeds in RUN/summary.json.
 `--protocol lodo` on a composite holds out one dataset per fold instead (cross-dataset):
 
     python train.py --catego COMPOSITE --parts CASME SAMM --protocol lodo \\
@@ -82,7 +83,11 @@ def parser():
     p.add_argument("--pretrained", default="none",
                    help="ImageNet AlexNet conv1/conv2: the authors' Keras 1 alexnet_weights.h5, bvlc_alexnet.npy, "
                    "bvlcalexnet-*.onnx or a state dict (the port's partial.pt); or none")
-    p.add_argument("--seed", type=utils.nonneg_int, default=0)
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=utils.nonneg_int, default=0)
+    seeds.add_argument("--seeds", nargs="+", type=utils.nonneg_int, metavar="SEED",
+                       help="the whole run once per seed, into RUN/seed<N>/ (each what --seed N gives); "
+                       "RUN/summary.json: mean and sd over the seeds")
     p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"],
                    help="mixed precision; auto = bf16 on a GPU with native bf16, else none (fp32); bf16 where it is not native is refused")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
@@ -162,6 +167,8 @@ def resolve(args):
     name = f"{tag}_{args.model}_{''.join(args.image_mode)}" + (f"_{args.combination_mode}" if want == 2 else "") \
         + ("_shuffled" if args.shuffle_labels else "") + ("_final" if args.final else "")
     args.weight_save_path = args.weight_save_path or os.path.join("runs", name)
+    if args.seeds and args.final:
+        raise dl.DataError("--final trains one model: give it --seed, not --seeds")
     return args
 
 
@@ -204,13 +211,18 @@ def run_config(args, samples):
     return c
 
 
+def beside(run):
+    """The first of run_2, run_3, ... that does not exist (--new)."""
+    i = 2
+    while os.path.exists(f"{run}_{i}"):
+        i += 1
+    return f"{run}_{i}"
+
+
 def open_run(args, config):
     run = args.weight_save_path
     if args.new and os.path.exists(run):
-        i = 2
-        while os.path.exists(f"{run}_{i}"):
-            i += 1
-        run = args.weight_save_path = f"{run}_{i}"
+        run = args.weight_save_path = beside(run)
     cfg_path = os.path.join(run, "config.json")
     if os.path.isfile(cfg_path):
         with open(cfg_path) as f:
@@ -370,7 +382,6 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
 
 
 def main_run(args):
-    args = resolve(args)
     samples = dl.read_samples(args.path, args.img_root, args.catego, args.num_classes, args.classes, args.parts)
     args.num_classes = len(samples.classes)
     # read (and checked) once, copied into every fold's fresh model
@@ -504,11 +515,34 @@ def train_final(args, run, log, samples, data, streams, y, pretrained):
     return 0
 
 
+def run_seeds(args):
+    """--seeds: the whole protocol once per seed, each an ordinary run folder RUN/seed<N>/ (what
+    --seed N --weight_save_path RUN/seed<N> gives, so resume, --subjects and --shard work per
+    seed), then RUN/summary.json from the seeds' summaries once every seed has one."""
+    top = args.weight_save_path
+    top = beside(top) if args.new and os.path.exists(top) else top
+    if os.path.isfile(os.path.join(top, "config.json")):
+        raise dl.DataError(f"{top} is a one-seed run folder: give --seeds another --weight_save_path, "
+                           f"or --new")
+    for s in args.seeds:
+        main_run(argparse.Namespace(**vars(args) | dict(seed=s, seeds=None, new=False,
+                                                        weight_save_path=os.path.join(top, f"seed{s}"))))
+    log = Log(os.path.join(top, "train.log"))
+    missing = [s for s in args.seeds if not os.path.isfile(os.path.join(top, f"seed{s}", "summary.json"))]
+    if missing:
+        log(f"seeds {' '.join(map(str, missing))} are not finished; {top}/summary.json is written when the "
+            f"last one lands (or: python train.py --summarize {top})")
+        return 0
+    compare.summarize_seeds(top, log)
+    return 0
+
+
 def run(args):
     if args.summarize:
         compare.summarize(args.summarize)
         return 0
-    return main_run(args)
+    args = resolve(args)
+    return run_seeds(args) if args.seeds else main_run(args)
 
 
 def main(argv=None):

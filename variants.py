@@ -22,6 +22,7 @@ import json
 import os
 import sys
 
+import compare
 import train
 import utils
 
@@ -31,8 +32,8 @@ FUSIONS = ("add", "mul", "cat")
 # train.py flags passed through unchanged when given (absent ones take train.py's defaults,
 # which differ between the demo and real data).
 PASS = ("path", "img_root", "catego", "parts", "num_classes", "classes", "protocol", "epochs", "batch_size",
-        "learning_rate", "cache_dir", "pretrained", "seed", "amp", "device", "face", "encoding", "flow", "workers",
-        "demo_dir", "recipe")
+        "learning_rate", "cache_dir", "pretrained", "seed", "seeds", "amp", "device", "face", "encoding",
+        "flow", "workers", "demo_dir", "recipe")
 COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fusion", "fusion"),
            ("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR"), ("author_f1", "authors' F1"),
            # the authors' protocol: the epoch with the best pooled authors' F1, picked on test data
@@ -40,6 +41,8 @@ COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fus
            ("ap_epoch", "AP epoch"), ("ap_accuracy", "AP accuracy"), ("ap_uf1", "AP UF1"),
            ("ap_author_f1", "AP authors' F1"), ("seconds", "seconds")]
 SCORES = ("accuracy", "uf1", "uar", "author_f1", "ap_accuracy", "ap_uf1", "ap_author_f1")
+# table.csv only: the sd over seeds of SCORES (--seeds), the 95 % CI over subjects (one seed)
+EXTRA = [f"{k}_sd" for k in SCORES] + [f"{k}_ci_{e}" for k in compare.CI_KEYS for e in ("low", "high")]
 
 
 def grid(models=MODELS, modes=MODES, fusions=FUSIONS):
@@ -77,7 +80,10 @@ def parser():
     g.add_argument("--learning_rate", type=utils.positive_float)
     g.add_argument("--cache_dir")
     g.add_argument("--pretrained")
-    g.add_argument("--seed", type=utils.nonneg_int)
+    seeds = g.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=utils.nonneg_int)
+    seeds.add_argument("--seeds", nargs="+", type=utils.nonneg_int, metavar="SEED",
+                       help="each variant once per seed (train.py --seeds); the table shows mean +- sd")
     g.add_argument("--amp")
     g.add_argument("--device")
     g.add_argument("--face")
@@ -101,7 +107,8 @@ def train_argv(args, model, modes, fusion, run):
 
 
 def read_rows(out, variants):
-    """Table rows of the variants that have a summary.json, and the configs they were run with."""
+    """Table rows of the variants that have a summary.json, and the configs they were run with.
+    A multi-seed variant (--seeds) gives the mean over seeds and its sd; one seed its CI."""
     rows, configs = [], {}
     for name, model, modes, fusion in variants:
         path = os.path.join(out, name, "summary.json")
@@ -109,12 +116,20 @@ def read_rows(out, variants):
             continue
         with open(path) as f:
             s = json.load(f)
+        mean, sd = s.get("mean", s), s.get("sd", {})
         ap = s.get("authors_protocol", {})   # absent in runs made before per-epoch scoring
+        ap_mean, ap_sd = ap.get("mean", ap), ap.get("sd", {})
+        ci = s.get("ci95") or {}
+        r4 = lambda v: round(v, 4) if v is not None else ""
         rows.append(dict(variant=name, model=model, modes="".join(modes), fusion=fusion or "",
-                         **{k: round(s[k], 4) for k in ("accuracy", "uf1", "uar", "author_f1")},
-                         ap_epoch=ap.get("epoch", ""),
-                         **{f"ap_{k}": round(ap[k], 4) if k in ap else "" for k in ("accuracy", "uf1", "author_f1")},
-                         seconds=s["seconds"]))
+                         **{k: round(mean[k], 4) for k in ("accuracy", "uf1", "uar", "author_f1")},
+                         ap_epoch=round(ap_mean["epoch"], 1) if "epoch" in ap_mean else "",
+                         **{f"ap_{k}": r4(ap_mean.get(k)) for k in ("accuracy", "uf1", "author_f1")},
+                         seconds=s["seconds"],
+                         **{f"{k}_sd": r4(sd.get(k)) for k in ("accuracy", "uf1", "uar", "author_f1")},
+                         **{f"ap_{k}_sd": r4(ap_sd.get(k)) for k in ("accuracy", "uf1", "author_f1")},
+                         **{f"{k}_ci_{e}": r4(ci[k][j]) if k in ci else "" for k in compare.CI_KEYS
+                            for j, e in enumerate(("low", "high"))}))
         configs[name] = s["config"] | {"folds": s["folds"], "samples": s["samples"]}
     return rows, configs
 
@@ -140,17 +155,28 @@ def markdown(rows, configs, missing):
         lines += [f"{'LODO' if lodo else 'LOSO'} on {data}: {c['samples']} samples, {c['folds']} "
                   f"{'datasets' if lodo else 'subjects'}, {len(c['classes'])} classes; "
                   f"recipe {c.get('recipe', 'pytorch')}, {c['epochs']} epochs, batch {c['batch_size']}, "
-                  f"lr {c['learning_rate']}, seed {c['seed']}, "
+                  f"lr {c['learning_rate']}, "
+                  + (f"seeds {' '.join(map(str, c['seeds']))}" if "seeds" in c else f"seed {c['seed']}")
+                  + ", "
                   f"pretrained {c['pretrained'][:12]}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    def cell(r, k):
+        if k in SCORES and r[k] != "":
+            ci = r.get(f"{k}_ci_low", "")
+            return compare.pm(r[k], r[f"{k}_sd"] if r.get(f"{k}_sd", "") != "" else None) + (
+                f" [{ci:.4f}, {r[f'{k}_ci_high']:.4f}]" if ci != "" else "")
+        return f"{r[k]:.1f}" if k == "seconds" else (str(r[k]) or "-")
     for r in rows:
-        lines.append("| " + " | ".join(
-            f"{r[k]:.4f}" if k in SCORES and r[k] != "" else
-            f"{r[k]:.1f}" if k == "seconds" else (str(r[k]) or "-") for k, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(cell(r, k) for k, _ in COLUMNS) + " |")
     if rows:
         lines += ["", "accuracy .. authors' F1: the last epoch (honest). AP: the authors' protocol, the epoch "
                       "with the best pooled authors' F1 picked ON THE TEST SUBJECTS, as the paper's table did: "
                       "compare AP accuracy / AP authors' F1 with the paper's Acc / F1."]
+        if any(r["uf1_sd"] != "" for r in rows):
+            lines += ["", "a +- b: mean and sample sd over the seeds (training randomness; same subjects)."]
+        if any(r["uf1_ci_low"] != "" for r in rows):
+            lines += ["", "[lo, hi]: 95 % CI of a bootstrap over subjects, for this model and seed (not over "
+                          "seeds or datasets); python compare.py A B tests a difference."]
     diff = differing(configs)
     if diff:
         lines += ["", f"**Warning**: these variants were not all run with the same settings: {', '.join(diff)} "
@@ -166,7 +192,7 @@ def write_table(out, variants, requested):
     missing = [name for name, *_ in requested if name not in done]
     md = markdown(rows, configs, missing)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=[k for k, _ in COLUMNS], lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=[k for k, _ in COLUMNS] + EXTRA, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     utils.atomic_write(os.path.join(out, "table.md"), lambda f: f.write(md.encode()))

@@ -17,6 +17,7 @@ import dataloader as dl
 
 import builders
 import compare
+from test_compare import assert_ci_agrees
 import make_demo
 import save_preprocess_weight
 import train
@@ -91,6 +92,52 @@ def test_demo_learns_and_shuffled_labels_fall_to_chance(dataset, tmp_path):
     shuffled = json.loads((tmp_path / "shuffled" / "summary.json").read_text())
     assert real["uf1"] >= 0.9, real["uf1"]
     assert shuffled["uf1"] <= 0.45, shuffled["uf1"]   # chance is 0.2 for 5 balanced classes
+    # the intervals over subjects, against an independent bootstrap from predictions.csv
+    for name, s in (("real", real), ("shuffled", shuffled)):
+        assert_ci_agrees(s, tmp_path / name / "predictions.csv")
+    # paired tests tell the run from its control (20 samples of 4 subjects are enough) ...
+    real_dir, shuffled_dir = str(tmp_path / "real"), str(tmp_path / "shuffled")
+    assert compare.main([real_dir, shuffled_dir, "--json", str(tmp_path / "c.json")]) == 0
+    c = json.loads((tmp_path / "c.json").read_text())
+    for k in ("accuracy", "uf1", "uar"):
+        assert c["metrics"][k]["difference"] == pytest.approx(shuffled[k] - real[k])
+        assert c["metrics"][k]["p_value"] < 0.01 and c["metrics"][k]["ci95"][1] < 0
+    assert c["mcnemar"]["p_value"] < 0.01 and "shuffle_labels" in c["labels"]
+    # ... and find a run no different from itself
+    assert compare.main([real_dir, real_dir, "--json", str(tmp_path / "same.json")]) == 0
+    same = json.loads((tmp_path / "same.json").read_text())
+    assert all(m["difference"] == 0 and m["p_value"] == 1 for m in same["metrics"].values())
+    assert same["mcnemar"]["p_value"] == 1
+
+
+def test_seeds_into_one_folder_mean_and_sd_over_their_summaries(dataset, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    assert run(dataset, out, "--seeds", "0", "1", "2") == 0
+    printed = capsys.readouterr().out
+    own = [json.loads((out / f"seed{s}" / "summary.json").read_text()) for s in (0, 1, 2)]
+    assert [m["config"]["seed"] for m in own] == [0, 1, 2]
+    top = json.loads((out / "summary.json").read_text())
+    assert top["seeds"] == [0, 1, 2] and top["per_seed"]["1"]["uf1"] == own[1]["uf1"]
+    for k in ("accuracy", "uf1", "uar", "weighted_f1", "author_f1"):
+        assert top["mean"][k] == pytest.approx(np.mean([m[k] for m in own]))
+        assert top["sd"][k] == pytest.approx(np.std([m[k] for m in own], ddof=1))
+    for k in ("accuracy", "uf1", "uar", "author_f1"):
+        ap = [m["authors_protocol"][k] for m in own]
+        assert top["authors_protocol"]["mean"][k] == pytest.approx(np.mean(ap))
+        assert top["authors_protocol"]["sd"][k] == pytest.approx(np.std(ap, ddof=1))
+    assert (out / "learning_curves.png").is_file() and "mean +- sd" in printed
+    assert "3 seeds (0 1 2), each 4 folds over 20 samples" in printed
+    # a seed's folder is what --seed N gives (one fold is enough to show it)
+    assert run(dataset, tmp_path / "one", "--seed", "1", "--subjects", "02") == 0
+    fold = lambda r: {k: v for k, v in json.loads((r / "folds" / "02.json").read_text()).items()
+                      if k != "seconds"}
+    assert fold(out / "seed1") == fold(tmp_path / "one")
+    # rerunning trains nothing; --summarize on the multi-seed folder rewrites the same top summary
+    assert run(dataset, out, "--seeds", "0", "1", "2") == 0
+    assert capsys.readouterr().out.count("done earlier, kept") == 12
+    os.remove(out / "summary.json")
+    assert train.main(["--summarize", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text()) == top
 
 
 def test_shards_and_resume_give_the_uninterrupted_result(dataset, whole, tmp_path):

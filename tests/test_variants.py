@@ -56,6 +56,9 @@ def test_table_has_one_row_per_variant(grid_run):
         assert int(r["ap_epoch"]) == ap["epoch"]
         for k in ("accuracy", "uf1", "author_f1"):
             assert float(r[f"ap_{k}"]) == pytest.approx(ap[k], abs=1e-4)
+        for k in ("accuracy", "uf1", "uar"):   # one seed: the 95 % CI over subjects beside each score
+            assert [float(r[f"{k}_ci_low"]), float(r[f"{k}_ci_high"])] == pytest.approx(s["ci95"][k], abs=1e-4)
+        assert r["uf1_sd"] == ""
         cfg = s["config"]   # each variant really ran with its own model and modes
         assert (cfg["model"], "".join(cfg["image_mode"])) == (r["model"], r["modes"])
         assert cfg["epochs"] == 1 and cfg["batch_size"] == 4   # the dataset flags were passed through
@@ -65,6 +68,9 @@ def test_table_has_one_row_per_variant(grid_run):
     assert ("| variant | model | modes | fusion | accuracy | UF1 | UAR | authors' F1 | AP epoch | AP accuracy | AP UF1 "
             "| AP authors' F1 | seconds |") in md
     assert "| DSSN_FG_mul | DSSN | FG | mul |" in md and "| SSSN_G | SSSN | G | - |" in md
+    uf1 = [r for r in rows if r["variant"] == "SSSN_G"][0]
+    assert (f"| SSSN_G | SSSN | G | - | {float(uf1['accuracy']):.4f} [{float(uf1['accuracy_ci_low']):.4f}, "
+            f"{float(uf1['accuracy_ci_high']):.4f}] |") in md and "95 % CI of a bootstrap over subjects" in md
     assert "Not finished" not in md and "Warning" not in md
     assert not [f for f in os.listdir(out) if f.startswith(".tmp")]   # written atomically
 
@@ -116,6 +122,25 @@ def test_summary_from_before_per_epoch_scoring_leaves_ap_columns_empty(tmp_path)
     assert "| SSSN_F | SSSN | F | - | 0.5000 | 0.4000 | 0.4500 | 0.4200 | - | - | - | - | 3.0 |" in md
 
 
+def test_multi_seed_variants_show_mean_and_sd(tmp_path):
+    cfg = dict(demo=True, epochs=1, batch_size=4, learning_rate=1e-3, seeds=[0, 1], pretrained="none",
+               classes=make_demo.CLASSES, model="DSSN", image_mode=["F", "G"], combination_mode="mul")
+    keys = ("accuracy", "uf1", "uar", "weighted_f1", "author_f1")
+    ap = lambda v: dict(zip(("epoch", "accuracy", "uf1", "uar", "author_f1"), v))
+    (tmp_path / "DSSN_FG_mul").mkdir()
+    (tmp_path / "DSSN_FG_mul" / "summary.json").write_text(json.dumps(dict(   # as train.py --seeds writes it
+        seeds=[0, 1], mean=dict(zip(keys, (0.5, 0.4, 0.45, 0.41, 0.42))),
+        sd=dict(zip(keys, (0.01, 0.02, 0.03, 0.04, 0.05))),
+        authors_protocol=dict(mean=ap((1.5, 0.6, 0.55, 0.6, 0.57)), sd=ap((0.7, 0.1, 0.11, 0.12, 0.13))),
+        seconds=3.0, folds=3, samples=15, config=cfg)))
+    md, rows = variants.write_table(str(tmp_path), variants.grid(), [])
+    assert ("| DSSN_FG_mul | DSSN | FG | mul | 0.5000 +- 0.0100 | 0.4000 +- 0.0200 | 0.4500 +- 0.0300 | "
+            "0.4200 +- 0.0500 | 1.5 | 0.6000 +- 0.1000 | 0.5500 +- 0.1100 | 0.5700 +- 0.1300 | 3.0 |") in md
+    assert "seeds 0 1" in md and "sample sd over the seeds" in md
+    r = read_csv(tmp_path / "table.csv")[0]
+    assert (float(r["uf1"]), float(r["uf1_sd"]), float(r["ap_author_f1_sd"]), r["uf1_ci_low"]) == (0.4, 0.02, 0.13, "")
+
+
 def test_dataset_flags_pass_through_to_train():
     import train
     args = variants.parser().parse_args([
@@ -129,3 +154,5 @@ def test_dataset_flags_pass_through_to_train():
     custom = variants.parser().parse_args(["--catego", "CUSTOM", "--path", "clips.csv", "--img_root", "R"])
     a = train.parser().parse_args(variants.train_argv(custom, "SSSN", ["G"], None, "run"))
     assert (a.catego, a.path, a.img_root, a.protocol, a.classes) == ("CUSTOM", ["clips.csv"], ["R"], "loso", None)
+    seeds = variants.parser().parse_args(["--seeds", "0", "1", "2"])
+    assert train.parser().parse_args(variants.train_argv(seeds, "SSSN", ["G"], None, "run")).seeds == [0, 1, 2]
