@@ -3,7 +3,6 @@ finished variants reused when the command is repeated."""
 import csv
 import json
 import os
-import time
 
 import pytest
 
@@ -23,16 +22,15 @@ def test_grid_is_the_papers():
 
 @pytest.fixture(scope="module")
 def grid_run(demo, tmp_path_factory):
-    # subjects 01-03 of the shared demo (15 clips), whose caches are built: only training is timed
+    # subjects 01-03 of the shared demo (15 clips), whose caches are built
     d = tmp_path_factory.mktemp("variants")
     sheet = builders.subset_sheet(demo, ["01", "02", "03"], d / "sheet.csv")
     argv = ["--path", sheet, "--img_root", demo["root"], "--cache_dir", demo["cache"],
             "--epochs", "1", "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2",
             "--out", str(d / "out")]
     narrow = ["--models", "SSSN", "DSSN", "--modes", "F", "G", "--fusions", "mul"]
-    t = time.time()
     rc = variants.main(argv + narrow)
-    return dict(argv=argv, narrow=narrow, out=d / "out", rc=rc, seconds=time.time() - t)
+    return dict(argv=argv, narrow=narrow, out=d / "out", rc=rc)
 
 
 def read_csv(path):
@@ -81,13 +79,10 @@ def test_rerun_trains_nothing(grid_run, capsys):
     assert len(folds) == 9   # 3 variants x 3 subjects
     mtimes = [f.stat().st_mtime_ns for f in folds]
     capsys.readouterr()
-    t = time.time()
     assert variants.main(grid_run["argv"] + grid_run["narrow"]) == 0
-    seconds = time.time() - t
     printed = capsys.readouterr().out
     assert printed.count("done earlier, kept") == 9
     assert [f.stat().st_mtime_ns for f in sorted(out.glob("*/folds/*.json"))] == mtimes
-    assert seconds < grid_run["seconds"] / 2, (seconds, grid_run["seconds"])
     assert "| DSSN_FG_mul | DSSN | FG | mul |" in printed   # the table is printed at the end
 
 
