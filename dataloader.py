@@ -467,8 +467,8 @@ def describe(samples):
 
 
 # ---------------------------------------------------------------------------------------------
-# caches: one .npz per sample, written atomically, valid only for the same preprocessing settings
-# and the same sources (frame numbers and frame files: see frame_sources)
+# caches: one .npz per sample (written by save_preprocess_weight.build_caches), valid only for the
+# same preprocessing settings and the same sources (frame numbers and frame files: see frame_sources)
 
 def cache_file(cache_dir, row):
     """cache/<subject>/<filename>_<onset>.npz: the onset tells apart the micro-expressions of one
@@ -480,7 +480,7 @@ def cache_settings(row, encoding, flow="ipol"):
     return pp.settings(row["face"], encoding, flow)
 
 
-def _caches(samples, cache_dir, encoding, face, flow):
+def cache_jobs(samples, cache_dir, encoding, face, flow):
     """(row, cache path, settings, sources) of every sample; a --face other than auto overrides
     the face mode the dataset table gives the row."""
     for row, sources in zip(samples.table.to_dict("records"), frame_sources(samples)):
@@ -516,77 +516,11 @@ def read_cache(path, want_settings, keys, sources=None, why=None):
         return None
 
 
-def _crop_one(job):
-    """Read and align one pair (in a worker): (job, (onset, apex) crops or None, error)."""
-    row, path, settings, _ = job
-    try:
-        onset, apex = pp.read_image(row["onset_path"]), pp.read_image(row["apex_path"])
-        return job, pp.crop_pair(onset, apex, settings["face"], row["onset_path"]), None
-    except pp.PreprocessError as e:
-        return job, None, str(e)
-
-
-def _write_one(job, on, ap, u, v):
-    """Encode one pair's inputs and write its cache atomically; an error line or None."""
-    row, path, settings, sources = job
-    try:
-        feats = pp.encode(on, ap, u, v, settings["encoding"])
-        meta = json.dumps({"settings": settings, "sources": sources, "onset": row["onset_path"],
-                           "apex": row["apex_path"]})
-        utils.atomic_write(path, lambda f: np.savez(f, meta=meta, **feats))
-        return None
-    except OSError as e:   # e.g. a full or read-only cache folder: a failure of this sample
-        return f"{e.filename or path}: cannot write cache ({e.strerror or e})"
-
-
-FLOW_BATCH = 8   # pairs whose IPOL flow is computed together (one torch call)
-
-
-def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, quiet=False, flow="ipol"):
-    """Compute and write the cache of every sample that lacks a valid one.
-    Returns [(subject/filename@onset, reason)] of the failures; finished caches are never lost.
-    Workers read and align the frames; this process computes the flow FLOW_BATCH pairs at a
-    time (one torch call a batch; on CPU the IPOL flow runs on one thread, see pp.tvl1_ipol,
-    so a worker aligning beside it keeps a second core busy) and writes."""
-    changed = []   # read_cache appends the caches whose sources changed
-    jobs = [job for job in _caches(samples, cache_dir, encoding, face, flow)
-            if read_cache(*job[1:3], ["u"], job[3], changed) is None]
-    if not quiet:
-        print(f"caches: {len(samples.table) - len(jobs)} valid in {cache_dir}, {len(jobs)} to build"
-              + (f" ({len(changed)} rebuilt: their sheet row or frames changed)" if changed else ""))
-    failures = []
-    if not jobs:
-        return failures
-    pending = []
-
-    def flush():
-        uv = pp.flows([pp.gray(on) for _, (on, _) in pending], [pp.gray(ap) for _, (_, ap) in pending], flow)
-        for (job, (on, ap)), (u, v) in zip(pending, uv):
-            err = _write_one(job, on, ap, u, v)
-            if err:
-                failures.append((sample_id(job[0]), err))
-        pending.clear()
-
-    workers = max(1, min(workers, len(jobs)))
-    with utils.pool(workers) as pool:
-        # the bar counts aligned pairs; their flow follows in batches of FLOW_BATCH
-        for job, crops, err in utils.progress(pool.imap_unordered(_crop_one, jobs), "preprocess", len(jobs),
-                                        "pair", disable=quiet):
-            if err:
-                failures.append((sample_id(job[0]), err))
-                continue
-            pending.append((job, crops))
-            if len(pending) == FLOW_BATCH:
-                flush()
-        if pending:
-            flush()
-    return failures
-
-
-def failure_table(failures):
-    """The samples build_caches could not preprocess, one line each with the reason."""
-    width = max(len(s) for s, _ in failures)
-    return "\n".join([f"\n{len(failures)} samples failed:"] + [f"  {s:<{width}}  {why}" for s, why in sorted(failures)])
+def write_cache(path, feats, settings, sources, row):
+    """One sample's cache, written atomically: its arrays and what read_cache compares."""
+    meta = json.dumps({"settings": settings, "sources": sources, "onset": row["onset_path"],
+                       "apex": row["apex_path"]})
+    utils.atomic_write(path, lambda f: np.savez(f, meta=meta, **feats))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -611,7 +545,7 @@ def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto", 
             raise DataError(f"--image_mode {m!r} unknown: expected some of {', '.join(pp.MODES)}")
     t = samples.table
     x = np.empty((len(image_mode), len(t), pp.SIZE, pp.SIZE, 3), np.uint8)
-    for i, (row, path, settings, sources) in enumerate(_caches(samples, cache_dir, encoding, face, flow)):
+    for i, (row, path, settings, sources) in enumerate(cache_jobs(samples, cache_dir, encoding, face, flow)):
         c = read_cache(path, settings, ["u", "v", *image_mode], sources)
         if c is None:
             raise DataError(f"{path}: cache missing, made with other settings or from other frames or "

@@ -57,6 +57,79 @@ def parser():
     return p
 
 
+# ---------------------------------------------------------------------------------------------
+# building the caches: what train.py also runs for any cache that is missing
+
+def _crop_one(job):
+    """Read and align one pair (in a worker): (job, (onset, apex) crops or None, error)."""
+    row, path, settings, _ = job
+    try:
+        onset, apex = pp.read_image(row["onset_path"]), pp.read_image(row["apex_path"])
+        return job, pp.crop_pair(onset, apex, settings["face"], row["onset_path"]), None
+    except pp.PreprocessError as e:
+        return job, None, str(e)
+
+
+def _write_one(job, on, ap, u, v):
+    """Encode one pair's inputs and write its cache atomically; an error line or None."""
+    row, path, settings, sources = job
+    try:
+        dl.write_cache(path, pp.encode(on, ap, u, v, settings["encoding"]), settings, sources, row)
+        return None
+    except OSError as e:   # e.g. a full or read-only cache folder: a failure of this sample
+        return f"{e.filename or path}: cannot write cache ({e.strerror or e})"
+
+
+FLOW_BATCH = 8   # pairs whose IPOL flow is computed together (one torch call)
+
+
+def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, quiet=False, flow="ipol"):
+    """Compute and write the cache of every sample that lacks a valid one.
+    Returns [(subject/filename@onset, reason)] of the failures; finished caches are never lost.
+    Workers read and align the frames; this process computes the flow FLOW_BATCH pairs at a
+    time (one torch call a batch; on CPU the IPOL flow runs on one thread, see pp.tvl1_ipol,
+    so a worker aligning beside it keeps a second core busy) and writes."""
+    changed = []   # read_cache appends the caches whose sources changed
+    jobs = [job for job in dl.cache_jobs(samples, cache_dir, encoding, face, flow)
+            if dl.read_cache(*job[1:3], ["u"], job[3], changed) is None]
+    if not quiet:
+        print(f"caches: {len(samples.table) - len(jobs)} valid in {cache_dir}, {len(jobs)} to build"
+              + (f" ({len(changed)} rebuilt: their sheet row or frames changed)" if changed else ""))
+    failures = []
+    if not jobs:
+        return failures
+    pending = []
+
+    def flush():
+        uv = pp.flows([pp.gray(on) for _, (on, _) in pending], [pp.gray(ap) for _, (_, ap) in pending], flow)
+        for (job, (on, ap)), (u, v) in zip(pending, uv):
+            err = _write_one(job, on, ap, u, v)
+            if err:
+                failures.append((dl.sample_id(job[0]), err))
+        pending.clear()
+
+    workers = max(1, min(workers, len(jobs)))
+    with utils.pool(workers) as pool:
+        # the bar counts aligned pairs; their flow follows in batches of FLOW_BATCH
+        for job, crops, err in utils.progress(pool.imap_unordered(_crop_one, jobs), "preprocess", len(jobs),
+                                        "pair", disable=quiet):
+            if err:
+                failures.append((dl.sample_id(job[0]), err))
+                continue
+            pending.append((job, crops))
+            if len(pending) == FLOW_BATCH:
+                flush()
+        if pending:
+            flush()
+    return failures
+
+
+def failure_table(failures):
+    """The samples build_caches could not preprocess, one line each with the reason."""
+    width = max(len(s) for s, _ in failures)
+    return "\n".join([f"\n{len(failures)} samples failed:"] + [f"  {s:<{width}}  {why}" for s, why in sorted(failures)])
+
+
 def missing(samples):
     """Every absent input, once, as (what, path, samples affected, where): a missing subject or
     clip folder is one line, not two missing frames for each of its samples; `where` is the
@@ -120,13 +193,13 @@ def run(args):
     if args.show is not None:
         if not 0 <= args.show < len(samples.table):
             raise dl.DataError(f"--show {args.show}: the dataset has samples 0..{len(samples.table) - 1}")
-        dl.build_caches(dl.Samples(samples.table.iloc[[args.show]], samples.classes, samples.catego, []), cache_dir, args.encoding, args.face, 1, flow=args.flow)
+        build_caches(dl.Samples(samples.table.iloc[[args.show]], samples.classes, samples.catego, []), cache_dir, args.encoding, args.face, 1, flow=args.flow)
         show(samples, cache_dir, args.show, args.out, args.encoding, args.face, args.flow)
         return 0
     print(dl.describe(samples))
-    failures = dl.build_caches(samples, cache_dir, args.encoding, args.face, args.workers, flow=args.flow)
+    failures = build_caches(samples, cache_dir, args.encoding, args.face, args.workers, flow=args.flow)
     if failures:
-        print(dl.failure_table(failures))
+        print(failure_table(failures))
     print(f"caches in {cache_dir}: {len(samples.table) - len(failures)} of {len(samples.table)} samples")
     return 1 if failures else 0
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 import compare
 import dataloader as dl
 import preprocess as pp
+import save_preprocess_weight as spw
 from network import (DSSN, FORMATS, build_model, count_parameters, load_pretrained, read_pretrained,
                      weights_format)
 import utils
@@ -390,9 +391,9 @@ def main_run(args):
     run = open_run(args, config)
     log = Log(os.path.join(run, "train.log"))
     log(dl.describe(samples))
-    failures = dl.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers, flow=args.flow)
+    failures = spw.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers, flow=args.flow)
     if failures:
-        log(dl.failure_table(failures))
+        log(spw.failure_table(failures))
         raise dl.DataError(f"{len(failures)} samples could not be preprocessed (see above)")
     data = dl.load_streams(samples, args.cache_dir, args.image_mode, args.encoding, args.face, args.flow)
 

@@ -177,12 +177,12 @@ def test_smic_from_folders(data, kind):
 def test_smic_frames_decode_and_cache(data, tmp_path):
     s = dl.read_samples(None, os.path.join(data["smic"], "HS"), "SMIC")
     one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
-    assert dl.build_caches(one, str(tmp_path / "cache"), quiet=True) == []
+    assert spw.build_caches(one, str(tmp_path / "cache"), quiet=True) == []
     assert dl.load_streams(one, str(tmp_path / "cache"), ["F"]).x.shape == (1, 1, 227, 227, 3)
     # a cache of one flow method is never read as the other's
     with pytest.raises(dl.DataError, match="other settings"):
         dl.load_streams(one, str(tmp_path / "cache"), ["F"], flow="opencv")
-    assert dl.build_caches(one, str(tmp_path / "cache"), quiet=True, flow="opencv") == []
+    assert spw.build_caches(one, str(tmp_path / "cache"), quiet=True, flow="opencv") == []
     assert dl.load_streams(one, str(tmp_path / "cache"), ["F"], flow="opencv").x.shape == (1, 1, 227, 227, 3)
 
 
@@ -610,7 +610,7 @@ def test_custom_caches_with_and_without_alignment(custom, tmp_path):
     s = dl.read_samples(custom["csv"], custom["root"], "CUSTOM")
     one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
     for face in ("auto", "none"):   # auto = dlib for CUSTOM frames
-        assert dl.build_caches(one, str(tmp_path / face), face=face, quiet=True) == []
+        assert spw.build_caches(one, str(tmp_path / face), face=face, quiet=True) == []
         path = dl.cache_file(str(tmp_path / face), s.table.iloc[0])
         assert path.endswith(os.path.join("P1", "clips", "P1_happy_12.npz"))
         with np.load(path) as z:
@@ -624,7 +624,7 @@ def test_cache_follows_its_sheet_row_and_frames(data, tmp_path, capsys):
     three = lambda: (lambda s: dl.Samples(s.table.iloc[:3], s.classes, s.catego, []))(
         dl.read_samples(sheet, str(root), "CASME"))
     s = three()
-    assert dl.build_caches(s, cache) == []
+    assert spw.build_caches(s, cache) == []
     files = [dl.cache_file(cache, r) for r in s.table.to_dict("records")]
     before = [open(f, "rb").read() for f in files]
     with np.load(files[0]) as z:   # what the cache was made from is in it
@@ -642,7 +642,7 @@ def test_cache_follows_its_sheet_row_and_frames(data, tmp_path, capsys):
     with pytest.raises(dl.DataError, match="from other frames or sheet row"):   # stale: never read
         dl.load_streams(s, cache, ["F", "G"])
     capsys.readouterr()
-    assert dl.build_caches(s, cache) == []
+    assert spw.build_caches(s, cache) == []
     assert f"caches: 1 valid in {cache}, 2 to build (2 rebuilt: their sheet row or frames changed)" in \
         capsys.readouterr().out
     after = [open(f, "rb").read() for f in files]
