@@ -125,12 +125,14 @@ def bench_preprocess(pairs_per_subject, subjects, workers, frames=6):
     out = {}
     with tempfile.TemporaryDirectory(prefix="dssn-bench-") as tmp:
         root = os.path.join(tmp, "demo")
-        sheet = make_demo.build_demo(root, subjects=subjects, clips_per_class=pairs_per_subject // 5, frames=frames)
+        sheet = make_demo.build_demo(root, subjects=subjects, clips_per_class=pairs_per_subject // 5,
+                                     frames=frames)
         samples = dl.read_samples(sheet, root, "CASME")
         for w in sorted({1, workers}):
             for flow in pp.FLOW_METHODS:   # the IPOL port (the default) beside OpenCV's DualTVL1
                 t = time.perf_counter()
-                failures = spw.build_caches(samples, os.path.join(tmp, f"cache_{flow}_{w}"), "fixed", "dlib", w,
+                failures = spw.build_caches(samples, os.path.join(tmp, f"cache_{flow}_{w}"),
+                                            "fixed", "dlib", w,
                                            quiet=True, flow=flow)
                 if failures:
                     raise RuntimeError(f"preprocessing failed: {failures[:3]}")
@@ -152,9 +154,11 @@ def main(argv=None):
     p.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, figures are rough")
-    p.add_argument("--models", nargs="+", default=["DSSN-mul"], choices=["SSSN", "DSSN-add", "DSSN-mul", "DSSN-cat"])
+    p.add_argument("--models", nargs="+", default=["DSSN-mul"],
+                   choices=["SSSN", "DSSN-add", "DSSN-mul", "DSSN-cat"])
     p.add_argument("--batch", type=utils.positive_int, help="batch size (default the authors' 60; --quick 8)")
-    p.add_argument("--epochs", type=utils.int_range(2), help="epochs of train_fold, the first untimed (default 3)")
+    p.add_argument("--epochs", type=utils.int_range(2),
+                   help="epochs of train_fold, the first untimed (default 3)")
     a = p.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -183,7 +187,8 @@ def main(argv=None):
         print(f"bf16 skipped: {bf16_why}", flush=True)
     for prec, (dtype, amp) in precs.items():
         res["peak"][prec] = pk = peak_gflops(device, dtype, gemm_n, 3 if a.quick else 5, sync)
-        print(f"peak {prec}: {pk['peak']:.0f} GFLOP/s (matmul {pk['mm']:.0f}, as 1x1 conv {pk['conv1x1']:.0f})",
+        print(f"peak {prec}: {pk['peak']:.0f} GFLOP/s (matmul {pk['mm']:.0f}, "
+              f"as 1x1 conv {pk['conv1x1']:.0f})",
               flush=True)
         for name in a.models:
             model, _, mode = name.partition("-")
@@ -195,9 +200,10 @@ def main(argv=None):
             r["train_peak_ratio"] = r["train_gflops"] / pk["peak"]
             r["infer_peak_ratio"] = r["infer_gflops"] / pk["peak"]
             res["models"].setdefault(name, {})[prec] = r
-            print(f"{name} {prec}: train {r['train_samples_per_s']:.1f} samples/s = {r['train_gflops']:.0f} GFLOP/s "
-                  f"= {100 * r['train_peak_ratio']:.0f}% of peak; inference {r['infer_samples_per_s']:.1f} samples/s "
-                  f"= {r['infer_gflops']:.0f} GFLOP/s = {100 * r['infer_peak_ratio']:.0f}% of peak", flush=True)
+            print(f"{name} {prec}: train {r['train_samples_per_s']:.1f} samples/s "
+                  f"= {r['train_gflops']:.0f} GFLOP/s = {100 * r['train_peak_ratio']:.0f}% of peak; "
+                  f"inference {r['infer_samples_per_s']:.1f} samples/s = {r['infer_gflops']:.0f} GFLOP/s "
+                  f"= {100 * r['infer_peak_ratio']:.0f}% of peak", flush=True)
     pre = bench_preprocess(5, 1 if a.quick else 2, 1 if a.quick else utils.cpus(), 3 if a.quick else 6)
     res["preprocess_pairs_per_s"] = pre
     for flow, by_workers in pre.items():

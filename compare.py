@@ -149,7 +149,8 @@ def summarize(run, log=print):
         if name.endswith(".json"):
             if "folds" in config and name[:-5] not in config["folds"]:   # (older config.json: no check)
                 raise dl.DataError(f"{os.path.join(run, 'folds', name)}: a fold of {name[:-5]}, which is not "
-                                   f"in this run's data ({len(config['folds'])} folds): move it out of the folder")
+                                   f"in this run's data ({len(config['folds'])} folds): "
+                                   "move it out of the folder")
             folds.append(read_fold(os.path.join(run, "folds", name)))
     if not folds:
         raise dl.DataError(f"{run}: no finished folds")
@@ -164,14 +165,16 @@ def summarize(run, log=print):
     m["per_subject"] = {s: {"n": int(len(g)), "accuracy": float((g.label == g.prediction).mean())}
                         for s, g in pred.groupby("subject")}
     if pred.dataset.nunique() > 1:   # the MEGC composite is also scored per dataset
-        m["per_dataset"] = {d: {k: v for k, v in metrics(g.label, g.prediction, classes).items() if k != "per_class"}
+        m["per_dataset"] = {d: {k: v for k, v in metrics(g.label, g.prediction, classes).items()
+                                if k != "per_class"}
                             | {"n": int(len(g)), "ci95": ci95(g, len(classes))}
                             for d, g in pred.groupby("dataset")}
     m["folds"] = len(folds)
     m["samples"] = int(len(pred))
     m["seconds"] = round(sum(fold["seconds"] for fold in folds), 1)
     m["config"] = config
-    out = pred.assign(label=pred.label.map(classes.__getitem__), prediction=pred.prediction.map(classes.__getitem__))
+    out = pred.assign(label=pred.label.map(classes.__getitem__),
+                      prediction=pred.prediction.map(classes.__getitem__))
     curves = epoch_curves(folds, classes)
     if curves:
         m["per_epoch"] = curves
@@ -202,8 +205,9 @@ def summarize(run, log=print):
         a = m["authors_protocol"]
         log(f"  pooled test UF1 over {len(curves)} epochs: min {min(uf1):.4f}, max {max(uf1):.4f}, "
             f"last {uf1[-1]:.4f} (learning_curves.png)")
-        log(f"  authors' protocol, epoch {a['epoch']} PICKED ON TEST DATA (for comparison with the paper only): "
-            f"accuracy {a['accuracy']:.4f}   UF1 {a['uf1']:.4f}   UAR {a['uar']:.4f}   authors' F1 {a['author_f1']:.4f}")
+        log(f"  authors' protocol, epoch {a['epoch']} PICKED ON TEST DATA (for comparison with the paper "
+            f"only): accuracy {a['accuracy']:.4f}   UF1 {a['uf1']:.4f}   UAR {a['uar']:.4f}   "
+            f"authors' F1 {a['author_f1']:.4f}")
     else:
         log("  no per-epoch scores in these fold files (made before per-epoch scoring): "
             "no per_epoch, authors_protocol or learning curves")

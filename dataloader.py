@@ -354,11 +354,13 @@ def _read_one(csv_path, root, catego, num_classes, classes=None, check_classes=T
     for r, emotion in zip(df.to_dict("records"), found):
         subject, filename = _subject(r["subject"], spec["subject_width"]), str(r["filename"]).strip()
         if known and emotion not in known and emotion not in ("", "nan"):
-            raise DataError(f"{r['where']}: unknown emotion {r['emotion']!r} ({catego} emotions: {', '.join(known)})")
+            raise DataError(f"{r['where']}: unknown emotion {r['emotion']!r} "
+                            f"({catego} emotions: {', '.join(known)})")
         if emotion not in to_class:
             dropped["(blank)" if emotion in ("", "nan") else emotion] += 1
             continue
-        folder = r.get("folder") or os.path.join(root, spec["clip"].format(subject=subject, filename=filename))
+        folder = r.get("folder") or os.path.join(root,
+                                                 spec["clip"].format(subject=subject, filename=filename))
         frames = list_frames(folder, catego, subject)
         if spec["sheet"]:
             onset, apex, offset = (_frame_number(r.get(k)) for k in ("onset", "apex", "offset"))
@@ -552,7 +554,8 @@ def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto", 
                             f"sheet row (run save_preprocess_weight.py with the same --cache_dir)")
         for s, m in enumerate(image_mode):
             x[s, i] = pp.stream(c, m)
-    return Streams(x, t.label.to_numpy(np.int64, copy=True), t.subject.to_numpy(str), t.filename.to_numpy(str),
+    return Streams(x, t.label.to_numpy(np.int64, copy=True),
+                   t.subject.to_numpy(str), t.filename.to_numpy(str),
                    t.onset.to_numpy(np.int64), t.dataset.to_numpy(str))
 
 

@@ -231,7 +231,8 @@ def _find_convs(state):
 # formats. Each reader returns ({"conv1": (w, b), "conv2": (w, b)} as found, in torch's OIHW
 # cross-correlation layout, and a list of what the file holds, for the error message).
 FORMATS = {"pytorch": "PyTorch state dict", "npy": "bvlc_alexnet.npy (Caffe weights for TensorFlow, HWIO)",
-           "onnx": "ONNX model (bvlcalexnet-*.onnx)", "keras1-h5": "Keras 1 HDF5 (convnets-keras alexnet_weights.h5)"}
+           "onnx": "ONNX model (bvlcalexnet-*.onnx)",
+           "keras1-h5": "Keras 1 HDF5 (convnets-keras alexnet_weights.h5)"}
 
 
 def weights_format(path):
@@ -328,7 +329,8 @@ def _read_keras1_h5(path):
     # model_weights for a whole saved model), each layer group's attr weight_names
     # (empty for layers without weights) naming its datasets, e.g. conv_1/conv_1_W, conv_1/conv_1_b.
     import h5py
-    names = lambda g, attr: [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in g.attrs.get(attr, [])]
+    names = lambda g, attr: [n.decode("utf8") if isinstance(n, bytes) else str(n)
+                             for n in g.attrs.get(attr, [])]
     layers = {}
     with h5py.File(path, "r") as f:
         g = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
@@ -369,10 +371,12 @@ def read_pretrained(path):
     except Exception as e:  # unreadable / not a file of that format
         if isinstance(e, WeightsError):   # ours, already one line
             raise
-        raise WeightsError(f"{path}: cannot read weights file ({type(e).__name__}: {e})".replace("\n", " ")) from None
+        raise WeightsError(f"{path}: cannot read weights file "
+                           f"({type(e).__name__}: {e})".replace("\n", " ")) from None
     if len(found) < 2:
         raise WeightsError(f"{path}: expected conv1 weight {CONV1_SHAPE} and conv2 weight {CONV2_SHAPE} "
-                         f"(each with a bias) in this {FORMATS[fmt]}, found: {', '.join(seen) or 'no weights'}")
+                           f"(each with a bias) in this {FORMATS[fmt]}, "
+                           f"found: {', '.join(seen) or 'no weights'}")
     as_tensor = lambda a: a.detach().float().contiguous() if torch.is_tensor(a) else \
         torch.from_numpy(np.array(a, dtype=np.float32, order="C"))   # a writable copy
     return {k: tuple(as_tensor(a) for a in found[k]) for k in ("conv1", "conv2")}

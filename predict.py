@@ -56,9 +56,12 @@ def parser():
     p.add_argument("--apex", help="apex frame (image file)")
     p.add_argument("--video", help="video file, or an image sequence as a printf pattern (img%%d.jpg)")
     p.add_argument("--onset_frame", type=utils.nonneg_int, help="onset frame index in --video (from 0)")
-    p.add_argument("--apex_frame", type=utils.nonneg_int, help="apex frame index in --video; omit to search for it")
-    p.add_argument("--offset_frame", type=utils.nonneg_int, help="last frame of the apex search (default onset + --window)")
-    p.add_argument("--window", type=utils.positive_int, default=30, help="frames after the onset searched for the apex")
+    p.add_argument("--apex_frame", type=utils.nonneg_int,
+                   help="apex frame index in --video; omit to search for it")
+    p.add_argument("--offset_frame", type=utils.nonneg_int,
+                   help="last frame of the apex search (default onset + --window)")
+    p.add_argument("--window", type=utils.positive_int, default=30,
+                   help="frames after the onset searched for the apex")
     p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES],
                    help="face handling; auto = dlib if the model was trained with it, else as trained")
     p.add_argument("--cam", metavar="OUT.png", help="save a class-activation picture of the predicted class")
@@ -273,7 +276,8 @@ def video_pair(path, onset_frame, apex_frame=None, offset_frame=None, window=30,
         else onset_frame + window
     frames, n = read_video(path, onset_frame, end)
     # Frames the user named must exist; the default window just stops at the end of the video.
-    for flag, i in (("--onset_frame", onset_frame), ("--apex_frame", apex_frame), ("--offset_frame", offset_frame)):
+    for flag, i in (("--onset_frame", onset_frame), ("--apex_frame", apex_frame),
+                    ("--offset_frame", offset_frame)):
         if i is not None and i not in frames:
             raise PredictError(f"{path}: {flag} {i} out of range (the video has {n} frames, 0..{n - 1})")
     onset = frames[onset_frame]
@@ -281,7 +285,8 @@ def video_pair(path, onset_frame, apex_frame=None, offset_frame=None, window=30,
     if apex_frame is None:
         later = sorted(i for i in frames if i > onset_frame)
         if not later:
-            raise PredictError(f"{path}: no frame after --onset_frame {onset_frame} (the video has {n} frames)")
+            raise PredictError(f"{path}: no frame after --onset_frame {onset_frame} "
+                               f"(the video has {n} frames)")
         energy = flow_energy(onset, [frames[i] for i in later], face, f"{path} frame {onset_frame}")
         apex_frame = later[int(np.argmax(energy))]
         info.update(apex_searched=[later[0], later[-1]], flow_energy=[round(e, 4) for e in energy])
@@ -319,13 +324,15 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
         out["cam"] = cam
     meta = dict(model=ckpt["model"], image_mode=ckpt["image_mode"],
                 combination_mode=ckpt["combination_mode"] if ckpt["model"] == "DSSN" else None,
-                face=face, encoding=encoding, flow=flow, samples=ckpt.get("samples"), subjects=ckpt.get("subjects"))
+                face=face, encoding=encoding, flow=flow, samples=ckpt.get("samples"),
+                subjects=ckpt.get("subjects"))
     return out, dict(cams=cams, feats=feats, classes=classes, meta=meta)
 
 
 def report(out, extra, args):
     m = extra["meta"]
-    print(f"model: {m['model']} {' '.join(m['image_mode'])}" + (f" {m['combination_mode']}" if m["combination_mode"] else "")
+    print(f"model: {m['model']} {' '.join(m['image_mode'])}"
+          + (f" {m['combination_mode']}" if m["combination_mode"] else "")
           + f", trained on {m['samples']} samples of {len(m['subjects'] or [])} subjects ({args.weights}); "
           f"face {m['face']}, encoding {m['encoding']}, flow {m['flow']}")
     if "apex_searched" in out:

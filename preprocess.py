@@ -189,10 +189,11 @@ def _keys_weights(t):
 
 
 def _bicubic(img, x, y, zero_outside):
-    """img (B, C, H, W) at the points (x, y) (B, h, w) -> (B, C, h, w), the program's way: the 4x4 neighbours of the coordinate truncated toward zero, stepping in
-    the direction of its sign, indices clamped to the image; the row above uses the sign of x
-    (the program's quirk, it matters for negative coordinates only). With zero_outside a
-    point whose 4x4 support leaves the image is 0 (the warps)."""
+    """img (B, C, H, W) at the points (x, y) (B, h, w) -> (B, C, h, w), the program's way: the
+    4x4 neighbours of the coordinate truncated toward zero, stepping in the direction of its
+    sign, indices clamped to the image; the row above uses the sign of x (the program's quirk,
+    it matters for negative coordinates only). With zero_outside a point whose 4x4 support
+    leaves the image is 0 (the warps)."""
     B, C, H, W = img.shape
     ix, iy = x.trunc(), y.trunc()
     sx, sy = torch.where(x < 0, -1.0, 1.0), torch.where(y < 0, -1.0, 1.0)

@@ -9,14 +9,15 @@ magnitude, strain, gray apex), so training never touches the frames again.
         --csv_path CASME2-coding-20140508.xlsx SAMM_Micro_FACS_Codes_v2.xlsx \\
         --root CASME2_RAW SAMM SMIC/HS                                 # order: CASME II, SAMM, SMIC
     python save_preprocess_weight.py ... --flow opencv  # OpenCV's TV-L1 instead of the IPOL program's
-    python save_preprocess_weight.py --catego CASME3 \
+    python save_preprocess_weight.py --catego CASME3 \\
         --csv_path "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx" --root CASME3_A --num_classes 7
     python save_preprocess_weight.py --catego CUSTOM --csv_path clips.csv --root frames  # any dataset
     python save_preprocess_weight.py ... --check      # list samples and missing frames, compute nothing
     python save_preprocess_weight.py ... --show 0 --out sample0.png   # what the network sees
 
 Caches are written atomically and skipped when already valid (same settings, sheet row and
-frame files; docs/reproducibility.md), so an interrupted run just continues. Samples that fail (missing frame, no face) are listed at the end, exit status 1.
+frame files; docs/reproducibility.md), so an interrupted run just continues. Samples that
+fail (missing frame, no face) are listed at the end, exit status 1.
 """
 import argparse
 import os
@@ -127,7 +128,8 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
 def failure_table(failures):
     """The samples build_caches could not preprocess, one line each with the reason."""
     width = max(len(s) for s, _ in failures)
-    return "\n".join([f"\n{len(failures)} samples failed:"] + [f"  {s:<{width}}  {why}" for s, why in sorted(failures)])
+    return "\n".join([f"\n{len(failures)} samples failed:"]
+                     + [f"  {s:<{width}}  {why}" for s, why in sorted(failures)])
 
 
 def missing(samples):
@@ -145,7 +147,8 @@ def missing(samples):
             what = "frame" if top == p else "clip folder" if top == os.path.dirname(p) else \
                 "subject folder" if top == os.path.dirname(os.path.dirname(p)) else "folder"
             gone.setdefault((what, top), {}).setdefault((r.subject, r.filename, r.onset), r.where)
-    return [(what, path, len(s), next(iter(s.values()))) for (what, path), s in sorted(gone.items(), key=lambda kv: kv[0][1])]
+    return [(what, path, len(s), next(iter(s.values())))
+            for (what, path), s in sorted(gone.items(), key=lambda kv: kv[0][1])]
 
 
 def check(samples):
@@ -187,13 +190,15 @@ def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol")
 
 def run(args):
     cache_dir = args.cache_dir or os.path.join("cache", args.catego)
-    samples = dl.read_samples(args.csv_path, args.root, args.catego, args.num_classes, args.classes, args.parts)
+    samples = dl.read_samples(args.csv_path, args.root, args.catego, args.num_classes, args.classes,
+                              args.parts)
     if args.check:
         return 1 if check(samples) else 0
     if args.show is not None:
         if not 0 <= args.show < len(samples.table):
             raise dl.DataError(f"--show {args.show}: the dataset has samples 0..{len(samples.table) - 1}")
-        build_caches(dl.Samples(samples.table.iloc[[args.show]], samples.classes, samples.catego, []), cache_dir, args.encoding, args.face, 1, flow=args.flow)
+        build_caches(dl.Samples(samples.table.iloc[[args.show]], samples.classes, samples.catego, []),
+                     cache_dir, args.encoding, args.face, 1, flow=args.flow)
         show(samples, cache_dir, args.show, args.out, args.encoding, args.face, args.flow)
         return 0
     print(dl.describe(samples))

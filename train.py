@@ -74,15 +74,18 @@ def parser():
     p.add_argument("--combination_mode", default="mul", choices=DSSN.MODES, help="DSSN fusion")
     p.add_argument("--image_mode", nargs="+", default=None,
                    help="third channel per stream: F S G (DSSN two, SSSN one; default F G / G)")
-    p.add_argument("--batch_size", type=utils.positive_int, help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
+    p.add_argument("--batch_size", type=utils.positive_int,
+                   help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
     p.add_argument("--weight_save_path", help="run folder (default runs/<catego>_<model>_<modes>)")
     p.add_argument("--model", default="DSSN", choices=["SSSN", "DSSN"])
-    p.add_argument("--epochs", type=utils.positive_int, help=f"default {PAPER['epochs']} (demo {DEMO['epochs']})")
+    p.add_argument("--epochs", type=utils.positive_int,
+                   help=f"default {PAPER['epochs']} (demo {DEMO['epochs']})")
     p.add_argument("--learning_rate", type=utils.positive_float,
                    help=f"default {PAPER['learning_rate']} (demo {DEMO['learning_rate']})")
     p.add_argument("--cache_dir", help="feature caches (default cache/<catego>); missing ones are built")
     p.add_argument("--pretrained", default="none",
-                   help="ImageNet AlexNet conv1/conv2: the authors' Keras 1 alexnet_weights.h5, bvlc_alexnet.npy, "
+                   help="ImageNet AlexNet conv1/conv2: the authors' Keras 1 "
+                   "alexnet_weights.h5, bvlc_alexnet.npy, "
                    "bvlcalexnet-*.onnx or a state dict (the port's partial.pt); or none")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=utils.nonneg_int, default=0)
@@ -90,7 +93,8 @@ def parser():
                        help="the whole run once per seed, into RUN/seed<N>/ (each what --seed N gives); "
                        "RUN/summary.json: mean and sd over the seeds")
     p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"],
-                   help="mixed precision; auto = bf16 on a GPU with native bf16, else none (fp32); bf16 where it is not native is refused")
+                   help="mixed precision; auto = bf16 on a GPU with native bf16, else none (fp32); "
+                   "bf16 where it is not native is refused")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
     p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES])
     p.add_argument("--encoding", default="fixed", choices=pp.ENCODINGS)
@@ -154,18 +158,21 @@ def resolve(args):
         raise dl.DataError(f"--image_mode {' '.join(args.image_mode)}: {args.model} takes {want} "
                            f"mode{'s' if want > 1 else ''} (of F S G)")
     if args.protocol == "lodo" and "parts" not in dl.DATASETS[args.catego]:
-        raise dl.DataError(f"--protocol lodo holds out one dataset of a composite: it needs --catego COMPOSITE, "
+        raise dl.DataError("--protocol lodo holds out one dataset of a composite: "
+                           "it needs --catego COMPOSITE, "
                            f"not {args.catego}")
     tag = "demo" if args.demo else args.catego
     # another --demo_dir caches apart from the default demo's, in a folder named by its path
     demo = "demo" if os.path.normpath(args.demo_dir) == "demo" else \
         "demo-" + hashlib.sha256(os.path.abspath(args.demo_dir).encode()).hexdigest()[:8]
-    args.cache_dir = args.cache_dir or os.path.join("cache", demo if args.demo else tag)   # composite: <prefix>_<subject>/
+    # composite: <prefix>_<subject>/
+    args.cache_dir = args.cache_dir or os.path.join("cache", demo if args.demo else tag)
     if args.parts:
         tag += "-" + "+".join(args.parts)
     if args.protocol != "loso":
         tag += "_" + args.protocol
-    name = f"{tag}_{args.model}_{''.join(args.image_mode)}" + (f"_{args.combination_mode}" if want == 2 else "") \
+    name = f"{tag}_{args.model}_{''.join(args.image_mode)}" \
+        + (f"_{args.combination_mode}" if want == 2 else "") \
         + ("_shuffled" if args.shuffle_labels else "") + ("_final" if args.final else "")
     args.weight_save_path = args.weight_save_path or os.path.join("runs", name)
     if args.seeds and args.final:
@@ -196,13 +203,15 @@ def data_changes(old, new):
 def run_config(args, samples):
     """Everything that changes the results; a run folder is only resumed with the same. `samples`
     is a fingerprint of the data (ids, labels, apexes, frames) and `folds` what is held out."""
-    keys = ["path", "img_root", "catego", "parts", "num_classes", "protocol", "model", "image_mode", "batch_size",
+    keys = ["path", "img_root", "catego", "parts", "num_classes", "protocol",
+            "model", "image_mode", "batch_size",
             "epochs", "learning_rate", "seed", "amp", "face", "encoding", "flow", "demo", "shuffle_labels",
             "final", "recipe"]
     c = {k: getattr(args, k) for k in keys}
     # single paths stay plain strings, so the config reads as the user typed it
     one = lambda ps: [os.path.abspath(p) for p in utils.as_list(ps)]
-    c["path"], c["img_root"] = [x[0] if len(x) == 1 else x or None for x in (one(args.path), one(args.img_root))]
+    c["path"], c["img_root"] = [x[0] if len(x) == 1 else x or None
+                                for x in (one(args.path), one(args.img_root))]
     c["combination_mode"] = args.combination_mode if args.model == "DSSN" else None
     c["pretrained"] = "none" if args.pretrained == "none" else utils.sha256(args.pretrained)
     c["classes"] = samples.classes
@@ -383,7 +392,8 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
 
 
 def main_run(args):
-    samples = dl.read_samples(args.path, args.img_root, args.catego, args.num_classes, args.classes, args.parts)
+    samples = dl.read_samples(args.path, args.img_root, args.catego, args.num_classes, args.classes,
+                              args.parts)
     args.num_classes = len(samples.classes)
     # read (and checked) once, copied into every fold's fresh model
     pretrained = None if args.pretrained == "none" else read_pretrained(args.pretrained)
@@ -391,7 +401,8 @@ def main_run(args):
     run = open_run(args, config)
     log = Log(os.path.join(run, "train.log"))
     log(dl.describe(samples))
-    failures = spw.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers, flow=args.flow)
+    failures = spw.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers,
+                                flow=args.flow)
     if failures:
         log(spw.failure_table(failures))
         raise dl.DataError(f"{len(failures)} samples could not be preprocessed (see above)")
@@ -416,7 +427,8 @@ def main_run(args):
     model = build_model(args.model, args.num_classes, args.combination_mode)
     log(f"{args.model} {' '.join(args.image_mode)}"
         + (f" fusion {args.combination_mode}" if args.model == "DSSN" else "")
-        + f", {count_parameters(model):,} parameters, on {device}" + (" with bf16 autocast" if args.amp == "bf16" else "")
+        + f", {count_parameters(model):,} parameters, on {device}"
+        + (" with bf16 autocast" if args.amp == "bf16" else "")
         + f"; recipe {args.recipe}, batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, "
           f"seed {args.seed}"
         + (" (demo settings)" if args.demo else " (authors' settings unless given)"))
@@ -449,7 +461,8 @@ def main_run(args):
     what = field[:-1]   # "subject" / "dataset", for the log
     # A fold file that cannot be read (cut short, zero-length) is not done: it is trained again, which
     # gives what it held (a fold depends only on the seed, its subject and the data, checked above).
-    finished = lambda s: compare.read_fold(os.path.join(run, "folds", f"{s}.json"), missing_ok=True) is not None
+    finished = lambda s: compare.read_fold(os.path.join(run, "folds", f"{s}.json"),
+                                           missing_ok=True) is not None
     todo = [s for s, _, _ in splits if not finished(s)]
     spent = []   # seconds of each fold trained by this process: the time left is their mean x folds to go
     for k, (held_out, train_idx, test_idx) in enumerate(splits):
@@ -468,12 +481,14 @@ def main_run(args):
                                           start_step=start[held_out])
         pred = probs.argmax(1)
         # a sample is (subject, filename, onset): one CAS(ME)^3 task video holds several
-        rows = [dict(dataset=str(data.datasets[i]), subject=str(data.subjects[i]), filename=str(data.filenames[i]),
+        rows = [dict(dataset=str(data.datasets[i]), subject=str(data.subjects[i]),
+                     filename=str(data.filenames[i]),
                      onset=int(data.onsets[i]), label=int(data.y[i]), prediction=int(p),
                      **{f"p_{c}": round(float(q), 6) for c, q in zip(samples.classes, pr)})
                 for i, p, pr in zip(test_idx, pred, probs)]
         if args.save_weights:
-            utils.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"), lambda f: torch.save(model.state_dict(), f))
+            utils.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"),
+                               lambda f: torch.save(model.state_dict(), f))
         fold = dict(**{what: held_out}, seconds=round(time.time() - t0, 2), train_loss=losses, rows=rows,
                     optimizer_start_step=start[held_out],
                     # each epoch's predicted labels of `rows`, in order: the per-epoch curves
@@ -484,7 +499,8 @@ def main_run(args):
         left = np.mean(spent) * (len(todo) - len(spent))
         log(f"fold {k + 1}/{len(splits)} {what} {held_out}: {len(test_idx)} test, acc {acc:.3f}, "
             f"train loss {losses[0]:.3f} -> {losses[-1]:.3f}, {fold['seconds']:.1f}s"
-            + (f", about {left / 60:.0f} min left" if left >= 90 else f", about {left:.0f}s left" if left else ""))
+            + (f", about {left / 60:.0f} min left" if left >= 90
+               else f", about {left:.0f}s left" if left else ""))
     done = len([n for n in os.listdir(os.path.join(run, "folds")) if n.endswith(".json")])
     if done < n_folds:
         log(f"{done} of {n_folds} folds finished in {run}; the summary is "
@@ -548,7 +564,8 @@ def run(args):
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    return utils.cli(lambda: run(args), "interrupted: finished folds are kept; rerun the same command to resume")
+    return utils.cli(lambda: run(args),
+                     "interrupted: finished folds are kept; rerun the same command to resume")
 
 
 if __name__ == "__main__":

@@ -207,7 +207,8 @@ class progress:
                 of = f"/{self.total}" if self.total else ""
                 left = f", about {(self.total - n) * (now - t0) / n:.0f}s left" if self.total else ""
                 extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
-                print(f"{self.desc}: {n}{of} {self.unit}s, {now - t0:.0f}s{left}{extra}", file=self.file, flush=True)
+                print(f"{self.desc}: {n}{of} {self.unit}s, {now - t0:.0f}s{left}{extra}",
+                      file=self.file, flush=True)
 
 
 class _Serial:
@@ -308,7 +309,8 @@ def cmd_samm_rename(args):
     for old, new in late:
         skipped.append((old, f"conflict: {os.path.basename(new)} appeared before the rename"))
     for path, reason in skipped:
-        print(f"skip {rel(path)} ({reason})", file=sys.stderr if reason.startswith("conflict") else sys.stdout)
+        print(f"skip {rel(path)} ({reason})",
+              file=sys.stderr if reason.startswith("conflict") else sys.stdout)
     kinds = collections.Counter(reason.split(":")[0] for _, reason in skipped)
     why = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     verb = "renamed" if args.apply else "would be renamed"

@@ -66,7 +66,8 @@ def parser():
     p.add_argument("--fusions", nargs="+", default=list(FUSIONS), choices=FUSIONS, help="DSSN fusions to try")
     p.add_argument("--only", nargs="+", metavar="VARIANT",
                    help="run just these variants (e.g. DSSN_FG_mul), whatever --models/--modes/--fusions say")
-    p.add_argument("--out", help="folder of the run folders and the table (default runs/variants_<catego or demo>)")
+    p.add_argument("--out",
+                   help="folder of the run folders and the table (default runs/variants_<catego or demo>)")
     g = p.add_argument_group("passed to train.py (see python train.py -h)")
     g.add_argument("--path", nargs="+")
     g.add_argument("--img_root", nargs="+")
@@ -150,7 +151,8 @@ def markdown(rows, configs, missing):
         if c.get("demo"):
             data = "synthetic demo"
         else:   # SMIC has no sheet: name its folder
-            data = f"{c['catego']} ({', '.join(map(os.path.basename, utils.as_list(c['path']) or utils.as_list(c['img_root'])))})"
+            paths = utils.as_list(c["path"]) or utils.as_list(c["img_root"])
+            data = f"{c['catego']} ({', '.join(map(os.path.basename, paths))})"
         lodo = c.get("protocol") == "lodo"
         lines += [f"{'LODO' if lodo else 'LOSO'} on {data}: {c['samples']} samples, {c['folds']} "
                   f"{'datasets' if lodo else 'subjects'}, {len(c['classes'])} classes; "
@@ -169,8 +171,9 @@ def markdown(rows, configs, missing):
     for r in rows:
         lines.append("| " + " | ".join(cell(r, k) for k, _ in COLUMNS) + " |")
     if rows:
-        lines += ["", "accuracy .. authors' F1: the last epoch (honest). AP: the authors' protocol, the epoch "
-                      "with the best pooled authors' F1 picked ON THE TEST SUBJECTS, as the paper's table did: "
+        lines += ["", "accuracy .. authors' F1: the last epoch (honest). AP: the authors' protocol, "
+                      "the epoch with the best pooled authors' F1 picked ON THE TEST SUBJECTS, "
+                      "as the paper's table did: "
                       "compare AP accuracy / AP authors' F1 with the paper's Acc / F1."]
         if any(r["uf1_sd"] != "" for r in rows):
             lines += ["", "a +- b: mean and sample sd over the seeds (training randomness; same subjects)."]
@@ -179,7 +182,8 @@ def markdown(rows, configs, missing):
                           "seeds or datasets); python compare.py A B tests a difference."]
     diff = differing(configs)
     if diff:
-        lines += ["", f"**Warning**: these variants were not all run with the same settings: {', '.join(diff)} "
+        lines += ["", "**Warning**: these variants were not all run with the same "
+                      f"settings: {', '.join(diff)} "
                       f"(see each run folder's config.json)."]
     if missing:
         lines += ["", f"Not finished yet: {' '.join(missing)}."]
@@ -207,7 +211,8 @@ def main(argv=None):
         names = {v[0]: v for v in everything}
         unknown = [n for n in args.only if n not in names]
         if unknown:
-            print(f"error: --only {' '.join(unknown)}: not a variant (variants: {' '.join(names)})", file=sys.stderr)
+            print(f"error: --only {' '.join(unknown)}: not a variant (variants: {' '.join(names)})",
+                  file=sys.stderr)
             return 2
         todo = [names[n] for n in dict.fromkeys(args.only)]
     else:
@@ -235,7 +240,8 @@ def main(argv=None):
         # The table covers every variant of the full grid with a summary in --out, so shares run
         # on other machines (--only) into the same folder all land in it.
         md, rows = write_table(out, everything, todo)
-        print(f"\n{len(rows)} variant{'s' * (len(rows) != 1)} with results ({os.path.join(out, 'table.md')}, table.csv):\n")
+        print(f"\n{len(rows)} variant{'s' * (len(rows) != 1)} with results "
+              f"({os.path.join(out, 'table.md')}, table.csv):\n")
         print(md, end="")
     return rc
 

@@ -32,7 +32,8 @@ def dataset(demo, tmp_path_factory):
 
 
 def run(dataset, out, *extra):
-    return train.main(["--path", dataset["sheet"], "--img_root", dataset["root"], "--cache_dir", dataset["cache"],
+    return train.main(["--path", dataset["sheet"], "--img_root", dataset["root"],
+                       "--cache_dir", dataset["cache"],
                        "--weight_save_path", str(out), "--epochs", "3", "--batch_size", "4",
                        "--learning_rate", "1e-3", "--device", "cuda", *extra])
 
@@ -76,7 +77,8 @@ def test_final_model_and_predict_on_cuda(dataset, tmp_path, capsys):
     weights = str(tmp_path / "final" / "final.pt")
     ckpt = torch.load(weights, weights_only=True)   # no map_location: tensors come back where they were saved
     assert all(v.device.type == "cpu" for v in ckpt["state_dict"].values())   # loadable without a GPU
-    folder = os.path.join(dataset["root"], "sub01", sorted(os.listdir(os.path.join(dataset["root"], "sub01")))[0])
+    folder = os.path.join(dataset["root"], "sub01",
+                          sorted(os.listdir(os.path.join(dataset["root"], "sub01")))[0])
     pair = ["--onset", os.path.join(folder, "img1.jpg"), "--apex", os.path.join(folder, "img3.jpg")]
     capsys.readouterr()
     assert predict.main(["--weights", weights, "--device", "cuda", "--json", *pair]) == 0
@@ -108,18 +110,23 @@ def test_ipol_flow_on_cuda_matches_the_program_and_reports_its_speed():
     import preprocess as pp
     from test_preprocess import IPOL_DIR, read_flo
     import cv2
-    I0 = np.stack([cv2.imread(os.path.join(IPOL_DIR, f"pair{k}_I0.png"), cv2.IMREAD_GRAYSCALE) for k in range(8)])
-    I1 = np.stack([cv2.imread(os.path.join(IPOL_DIR, f"pair{k}_I1.png"), cv2.IMREAD_GRAYSCALE) for k in range(8)])
+    I0 = np.stack([cv2.imread(os.path.join(IPOL_DIR, f"pair{k}_I0.png"), cv2.IMREAD_GRAYSCALE)
+                   for k in range(8)])
+    I1 = np.stack([cv2.imread(os.path.join(IPOL_DIR, f"pair{k}_I1.png"), cv2.IMREAD_GRAYSCALE)
+                   for k in range(8)])
     flow = pp.tvl1_ipol(torch.from_numpy(I0).cuda(), torch.from_numpy(I1).cuda())
     assert flow.is_cuda and flow.shape == (8, 2, 227, 227)
     for k in range(8):
-        epe = np.linalg.norm(flow[k].permute(1, 2, 0).cpu().numpy() - read_flo(os.path.join(IPOL_DIR, f"pair{k}.flo")), axis=2)
+        epe = np.linalg.norm(flow[k].permute(1, 2, 0).cpu().numpy()
+                             - read_flo(os.path.join(IPOL_DIR, f"pair{k}.flo")), axis=2)
         assert epe.mean() <= 0.005 and epe.max() <= 0.1, (k, epe.mean(), epe.max())
-    big0, big1 = torch.from_numpy(np.tile(I0, (16, 1, 1))).cuda(), torch.from_numpy(np.tile(I1, (16, 1, 1))).cuda()
+    big0, big1 = (torch.from_numpy(np.tile(I0, (16, 1, 1))).cuda(),
+                  torch.from_numpy(np.tile(I1, (16, 1, 1))).cuda())
     pp.tvl1_ipol(big0, big1)
     torch.cuda.synchronize()
     t = time.perf_counter()
     pp.tvl1_ipol(big0, big1)
     torch.cuda.synchronize()
-    print(f"\nIPOL TV-L1 on {torch.cuda.get_device_name()}: {len(big0) / (time.perf_counter() - t):.0f} pairs/s "
+    print(f"\nIPOL TV-L1 on {torch.cuda.get_device_name()}: "
+          f"{len(big0) / (time.perf_counter() - t):.0f} pairs/s "
           f"(batch of {len(big0)} 227x227 pairs)")

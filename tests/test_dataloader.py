@@ -66,7 +66,8 @@ def data(tmp_path_factory):
         clip.mkdir(parents=True)
         for t in (1, 2, 3):   # 006 padded as most copies, 007 unpadded as some
             n = FIRST + t - 1
-            shutil.copy(img(r, t), clip / (f"{subject}_{n:05d}.jpg" if subject == "006" else f"{subject}_{n}.jpg"))
+            shutil.copy(img(r, t),
+                        clip / (f"{subject}_{n:05d}.jpg" if subject == "006" else f"{subject}_{n}.jpg"))
         # numeric Subject cells (6, not "006") and unpadded frame numbers, as the sheet stores them
         rows.append([int(subject), clip.name, "1", FIRST, FIRST + int(r.ApexFrame) - 1, FIRST + 2, 3, "Micro",
                      "AU", SAMM_OF[r.emotion], "1", None])
@@ -130,7 +131,8 @@ def test_casme_apex_slash_uses_middle_frame(data, tmp_path):
     casme_sheet(tmp_path / "CASME2-coding-x.xlsx", rows)
     s = dl.read_samples(str(tmp_path / "CASME2-coding-x.xlsx"), data["casme"], "CASME")
     assert s.table.apex[3] == 2   # (1 + 3) // 2
-    assert any("middle frame 2 used" in n and f"{rows[3][0]}/{rows[3][1]}@1" in n and "row 5" in n for n in s.notes)
+    assert any("middle frame 2 used" in n and f"{rows[3][0]}/{rows[3][1]}@1" in n and "row 5" in n
+               for n in s.notes)
     assert "middle frame" in dl.describe(s)
 
 
@@ -138,7 +140,8 @@ def test_port_csv(data, tmp_path):
     df = data["df"]
     csv = tmp_path / "casme.csv"
     pd.DataFrame({"Subject": df.Subject.astype(int), "Filename": df.Filename, "Onset": df.OnsetFrame,
-                  "Apex": df.ApexFrame, "Estimated Emotion": df["Estimated Emotion"]}).to_csv(csv, index=False)
+                  "Apex": df.ApexFrame,
+                  "Estimated Emotion": df["Estimated Emotion"]}).to_csv(csv, index=False)
     s = dl.read_samples(str(csv), data["casme"], "CASME")
     ref = dl.read_samples(data["sheet"], data["casme"], "CASME")
     assert s.table.subject.tolist() == ref.table.subject.tolist()   # 1 -> "01"
@@ -170,7 +173,8 @@ def test_smic_from_folders(data, kind):
     assert (t.onset == 99).all() and (t.apex == 100).all()   # first frame by number; middle as apex
     assert all(os.path.isfile(p) for p in [*t.onset_path, *t.apex_path])
     assert set(t.face) == ({"none"} if kind == "NIR" else {"dlib"})
-    assert "no apex annotation: the middle frame between onset and offset is the apex of all 8 clips" in s.notes
+    assert ("no apex annotation: the middle frame between onset and offset is the apex of all 8 clips"
+            in s.notes)
     assert dl.read_samples([], [os.path.join(data["smic"], kind)], "SMIC").table.equals(t)
 
 
@@ -196,7 +200,8 @@ def test_composite(data):
     for d, g in t.groupby("dataset"):   # the label follows the class name, not the part's index
         assert (g.label.map(s.classes.__getitem__) == g.emotion.map(
             {e: c for c, es in dl.class_set(d, 3).items() for e in es})).all()
-    assert sorted(t.subject.unique()) == ["casme2_01", "casme2_02", "samm_006", "samm_007", "smic_s1", "smic_s2"]
+    assert sorted(t.subject.unique()) == ["casme2_01", "casme2_02", "samm_006", "samm_007",
+                                          "smic_s1", "smic_s2"]
     assert len({(r.subject, r.filename) for r in t.itertuples()}) == len(t)
     assert [sub for sub, _, _ in dl.loso_splits(t.subject)] == sorted(t.subject.unique())
     text = dl.describe(s)
@@ -223,7 +228,8 @@ def test_casme_real_counts(tmp_path):
     rows = []
     for i, e in enumerate(emotions):
         subject, clip = f"{i % 26 + 1:02d}", f"EP{i // 26 + 1:02d}_01f"
-        rows.append([subject, clip, "10", "/" if (subject, clip) == ("04", "EP02_01f") else "15", "20", "", e])
+        rows.append([subject, clip, "10", "/" if (subject, clip) == ("04", "EP02_01f") else "15", "20",
+                     "", e])
         touch(tmp_path / "raw" / f"sub{subject}" / clip / "img10.jpg")
     casme_sheet(tmp_path / "CASME2-coding-20140508.xlsx", rows)
     sheet, root = str(tmp_path / "CASME2-coding-20140508.xlsx"), str(tmp_path / "raw")
@@ -231,14 +237,16 @@ def test_casme_real_counts(tmp_path):
     assert len(s.table) == 246 and s.table.subject.nunique() == 26
     assert "dropped 9 (not in the 5-class set): sadness 7, fear 2" in s.notes
     assert s.table.set_index(["subject", "filename"]).apex["04", "EP02_01f"] == 15   # "/": (10 + 20) // 2
-    assert f"{sheet}: row 31: apex '/' is not a number (04/EP02_01f@10, offset 20): middle frame 15 used" in s.notes
+    assert (f"{sheet}: row 31: apex '/' is not a number (04/EP02_01f@10, offset 20): "
+            "middle frame 15 used" in s.notes)
     s3 = dl.read_samples(sheet, root, "CASME", 3)
     assert counts(s3) == {"negative": 90, "positive": 32, "surprise": 25}
 
 
 def test_samm_real_counts(tmp_path):
     five = [e for e, n in SAMM_EMOTIONS.items() for _ in range(n) if e.lower() in dl.class_set("SAMM", 5)]
-    other = [e for e, n in SAMM_EMOTIONS.items() for _ in range(n) if e.lower() not in dl.class_set("SAMM", 5)]
+    other = [e for e, n in SAMM_EMOTIONS.items() for _ in range(n)
+             if e.lower() not in dl.class_set("SAMM", 5)]
     subjects = [f"{k:03d}" for k in range(6, 6 + 29)]
     # 27 subjects share the 5-class rows; the last 2 have only disgust / fear / sadness
     pairs = [(subjects[i % 27], e) for i, e in enumerate(five)] + \
@@ -485,7 +493,8 @@ def test_casme3_bad_inputs_name_file_and_row(casme3, tmp_path, capsys):
     sheet = write_casme3(tmp_path / "nocol.xlsx", df.drop(columns="emotion"))
     assert "missing column Estimated Emotion" in error(sheet, root, "CASME3")
     sheet = write_casme3(tmp_path / "dup.xlsx", pd.concat([df, df.iloc[[1]]]))
-    assert error(sheet, root, "CASME3") == f"{sheet}: row 23: duplicate sample spNO.1/a@5 (first at {sheet}: row 3)"
+    assert error(sheet, root, "CASME3") == (f"{sheet}: row 23: duplicate sample spNO.1/a@5 "
+                                            f"(first at {sheet}: row 3)")
     bad = df.copy()
     bad.loc[2, "Onset"] = "x"
     sheet = write_casme3(tmp_path / "onset.xlsx", bad)
@@ -500,7 +509,8 @@ def test_casme3_bad_inputs_name_file_and_row(casme3, tmp_path, capsys):
     assert "0 missing" in capsys.readouterr().out
     assert spw.main(argv + ["--num_classes", "7"]) == 1
     out = capsys.readouterr().out
-    assert f"missing frame: {gone / 'spNO.2' / 'b' / 'color' / f'{r.Apex}.jpg'}  ({casme3['sheet']}: row {r.name + 2})" in out
+    assert f"missing frame: {gone / 'spNO.2' / 'b' / 'color' / f'{r.Apex}.jpg'}  " \
+           f"({casme3['sheet']}: row {r.name + 2})" in out
     assert "1 missing frames or folders, 1 of 21 samples affected" in out
 
 
@@ -514,7 +524,8 @@ def test_custom_csv_classes_frames_and_offsets(custom, tmp_path):
     assert all(os.path.isfile(p) for p in [*t.onset_path, *t.apex_path])
     sub = dl.read_samples(custom["csv"], custom["root"], "CUSTOM", classes=["surprise", "happy"])
     assert sub.classes == ["happy", "surprise"] and len(sub.table) == 6 and "dropped 3" in " ".join(sub.notes)
-    assert "classes from the emotions of the sheet, sorted: disgust, happy, surprise; --classes keeps happy, surprise" in sub.notes
+    assert ("classes from the emotions of the sheet, sorted: disgust, happy, surprise; "
+            "--classes keeps happy, surprise" in sub.notes)
     msg = error(custom["csv"], custom["root"], "CUSTOM", classes=["happy", "angry"])
     assert msg == "--classes angry: no such emotion in the CSV (it has disgust, happy, surprise)"
     assert "--num_classes 5 does not fit CUSTOM" in error(custom["csv"], custom["root"], "CUSTOM", 5)
@@ -528,7 +539,8 @@ def test_custom_csv_classes_frames_and_offsets(custom, tmp_path):
     s = dl.read_samples(str(csv), custom["root"], "CUSTOM")
     assert s.classes == ["disgust", "happy", "surprise"] and s.table.apex[:2].tolist() == [13, 13]
     assert f"{csv}: row 2: apex missing (P1/clips/P1_happy@12, offset 15): middle frame 13 used" in s.notes
-    assert f"{csv}: row 3: apex 40 after offset 15 (P1/clips/P1_surprise@12, offset 15): middle frame 13 used" in s.notes
+    assert (f"{csv}: row 3: apex 40 after offset 15 (P1/clips/P1_surprise@12, offset 15): "
+            "middle frame 13 used" in s.notes)
 
 
 def test_custom_bad_inputs_name_file_and_row(custom, tmp_path, capsys):
@@ -544,13 +556,15 @@ def test_custom_bad_inputs_name_file_and_row(custom, tmp_path, capsys):
     bad.loc[3, "apex"] = 12
     csv = tmp_path / "bad.csv"
     bad.to_csv(csv, index=False)
-    assert error(str(csv), root, "CUSTOM") == (f"{csv}: row 5: apex 12 equal to onset 12 (P2/clips/nowhere@12) "
+    assert error(str(csv), root, "CUSTOM") == (f"{csv}: row 5: apex 12 equal to onset 12 "
+                                               "(P2/clips/nowhere@12) "
                                                "and no offset after the onset to take the middle frame from")
     # a missing frame is named like the clip's other frames, with its CSV row
     frames = tmp_path / "frames"
     shutil.copytree(root, frames)
     os.remove(frames / "clips" / "P3_surprise" / f"frame_{df.apex[7]:04d}.png")
-    assert spw.main(["--catego", "CUSTOM", "--csv_path", custom["csv"], "--root", str(frames), "--check"]) == 1
+    assert spw.main(["--catego", "CUSTOM", "--csv_path", custom["csv"], "--root", str(frames),
+                     "--check"]) == 1
     out = capsys.readouterr().out
     assert f"missing frame: {frames / 'clips' / 'P3_surprise' / f'frame_{df.apex[7]:04d}.png'}  " \
            f"({custom['csv']}: row 9)" in out
@@ -581,7 +595,8 @@ def test_composite_of_chosen_parts_and_lodo_splits(data, casme3):
         assert len(tr) + len(te) == len(two.table)
     msg = error(sheets[:1], [data["casme"]], "COMPOSITE", parts=["CASME", "CUSTOM"])
     assert msg.startswith("--parts CASME CUSTOM: expected distinct datasets among CASME, SAMM, SMIC, CASME3")
-    assert "--parts goes with --catego COMPOSITE" in error(data["sheet"], data["casme"], "CASME", parts=["CASME"])
+    assert "--parts goes with --catego COMPOSITE" in error(
+        data["sheet"], data["casme"], "CASME", parts=["CASME"])
     assert "takes 2 coding sheets (CASME, SAMM) and 2 dataset folders" in error(
         sheets, [data["casme"], data["samm"]], "COMPOSITE", parts=["CASME", "SAMM"])
     with pytest.raises(dl.DataError, match="lodo needs two or more datasets"):
@@ -593,7 +608,8 @@ def test_readme_mmew_mapping_gives_a_custom_csv(custom, tmp_path):
     rows = []
     for r in custom["df"].itertuples():
         emotion = r.emotion.capitalize()
-        shutil.copytree(os.path.join(custom["root"], r.clip), tmp_path / "mmew" / emotion / f"{r.subject}_{r.emotion}")
+        shutil.copytree(os.path.join(custom["root"], r.clip),
+                        tmp_path / "mmew" / emotion / f"{r.subject}_{r.emotion}")
         rows.append(dict(Subject=r.subject, Filename=f"{r.subject}_{r.emotion}", OnsetFrame=r.onset,
                          ApexFrame=r.apex, OffsetFrame=r.onset + 3, **{"Estimated Emotion": emotion}))
     pd.DataFrame(rows).to_excel(tmp_path / "MMEW_Micro_Exp.xlsx", index=False)

@@ -87,7 +87,8 @@ def test_load_pretrained_port_and_alexnet_formats(tmp_path):
     full = {f"layers.{k}": v for k, v in w.items()}
     full["layers.10.weight"] = torch.randn(384, 256, 3, 3)
     torch.save({"state_dict": full}, tmp_path / "alexnet.pth")
-    assert torch.equal(load_pretrained(SSSN(5), tmp_path / "alexnet.pth").trunks[0].conv1.weight, w["0.weight"])
+    assert torch.equal(load_pretrained(SSSN(5), tmp_path / "alexnet.pth").trunks[0].conv1.weight,
+                       w["0.weight"])
 
 
 def test_load_pretrained_wrong_shapes_one_clear_line(tmp_path):
@@ -164,7 +165,8 @@ def write_onnx(path, convs):
              [("conv1_w_0", convs["conv1"][0]), ("conv1_b_0", convs["conv1"][1]),
               ("conv2_w_0", convs["conv2"][0]), ("conv2_b_0", convs["conv2"][1]),
               ("fc8_w_0", np.zeros((1000, 4096), np.float32))]]
-    nodes = [helper.make_node("Conv", ["data_0", "conv1_w_0", "conv1_b_0"], ["conv1_1"], kernel_shape=[11, 11],
+    nodes = [helper.make_node("Conv", ["data_0", "conv1_w_0", "conv1_b_0"], ["conv1_1"],
+                              kernel_shape=[11, 11],
                               strides=[4, 4]),
              helper.make_node("Relu", ["conv1_1"], ["conv1_2"]),
              helper.make_node("MaxPool", ["conv1_2"], ["pool1_1"], kernel_shape=[3, 3], strides=[2, 2]),
@@ -182,12 +184,15 @@ def write_keras1_h5(path, convs, model_weights=False):
     import h5py
     flip = lambda w: w[:, :, ::-1, ::-1]
     w2, b2 = convs["conv2"]
-    layers = [("input", []), ("conv_1", [("conv_1_W", flip(convs["conv1"][0])), ("conv_1_b", convs["conv1"][1])]),
+    layers = [("input", []),
+              ("conv_1", [("conv_1_W", flip(convs["conv1"][0])), ("conv_1_b", convs["conv1"][1])]),
               ("convpool_1", []), ("lambda_1", []),
               ("conv_2_1", [("conv_2_1_W", flip(w2[:128])), ("conv_2_1_b", b2[:128])]),
               ("conv_2_2", [("conv_2_2_W", flip(w2[128:])), ("conv_2_2_b", b2[128:])]),
-              ("conv_3", [("conv_3_W", np.zeros((384, 256, 3, 3), np.float32)), ("conv_3_b", np.zeros(384, np.float32))]),
-              ("dense_3", [("dense_3_W", np.zeros((4096, 1000), np.float32)), ("dense_3_b", np.zeros(1000, np.float32))])]
+              ("conv_3", [("conv_3_W", np.zeros((384, 256, 3, 3), np.float32)),
+                          ("conv_3_b", np.zeros(384, np.float32))]),
+              ("dense_3", [("dense_3_W", np.zeros((4096, 1000), np.float32)),
+                           ("dense_3_b", np.zeros(1000, np.float32))])]
     with h5py.File(path, "w") as f:
         g = f.create_group("model_weights") if model_weights else f
         g.attrs["layer_names"] = [n.encode() for n, _ in layers]

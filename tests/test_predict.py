@@ -92,7 +92,8 @@ def test_json_output(final, tmp_path, capsys):
     assert out["onset_frame"] == 0 and out["apex_frame"] == row["apex"] - 1 and "apex_searched" not in out
     assert set(out["probabilities"]) == set(make_demo.CLASSES) and out["prediction"] in make_demo.CLASSES
     # the command line itself, on images: stdout is exactly one JSON object
-    r = subprocess.run([sys.executable, "predict.py", "--weights", final["weights"], "--onset", row["onset_path"],
+    r = subprocess.run([sys.executable, "predict.py", "--weights", final["weights"],
+                        "--onset", row["onset_path"],
                         "--apex", row["apex_path"], "--json"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -103,7 +104,8 @@ def test_json_output(final, tmp_path, capsys):
 def test_cam_peaks_inside_the_face(final, tmp_path):
     row = next(r for r in final["rows"] if r["emotion"] == "surprise")
     path = tmp_path / "cam.png"
-    out, extra = predict.predict(final["weights"], onset=row["onset_path"], apex=row["apex_path"], cam=str(path))
+    out, extra = predict.predict(final["weights"], onset=row["onset_path"], apex=row["apex_path"],
+                                 cam=str(path))
     img = cv2.imread(str(path))
     assert img is not None and img.shape[1] > img.shape[0]   # one wide figure: apex + 2 streams
     apex = cv2.cvtColor(extra["feats"]["apex"], cv2.COLOR_RGB2BGR)
@@ -135,15 +137,20 @@ def bad_inputs(final, d):
     return {
         "out of range": (["--weights", w, "--video", video, "--onset_frame", "0", "--apex_frame", "40"],
                          f"--apex_frame 40 out of range (the video has {FRAMES} frames"),
-        "onset out of range": (["--weights", w, "--video", video, "--onset_frame", "12"], "--onset_frame 12 out of range"),
-        "unreadable video": (["--weights", w, "--video", str(d / "broken.mp4"), "--onset_frame", "0"], "cannot read video"),
-        "missing video": (["--weights", w, "--video", str(d / "nothing.mp4"), "--onset_frame", "0"], "video not found"),
+        "onset out of range": (["--weights", w, "--video", video, "--onset_frame", "12"],
+                               "--onset_frame 12 out of range"),
+        "unreadable video": (["--weights", w, "--video", str(d / "broken.mp4"), "--onset_frame", "0"],
+                             "cannot read video"),
+        "missing video": (["--weights", w, "--video", str(d / "nothing.mp4"), "--onset_frame", "0"],
+                          "video not found"),
         "unreadable image": (["--weights", w, "--onset", str(d / "broken.jpg"), "--apex", row["apex_path"]],
                              "cannot read image"),
-        "no face": (["--weights", w, "--onset", str(d / "blank.png"), "--apex", str(d / "blank.png")], "no face found"),
+        "no face": (["--weights", w, "--onset", str(d / "blank.png"), "--apex", str(d / "blank.png")],
+                    "no face found"),
         "no face in video": (["--weights", w, "--video", write_video(d / "blank.avi", [blank] * 5),
                               "--onset_frame", "0"], "no face found"),
-        "bad weights": (["--weights", str(d / "broken.jpg"), "--onset", row["onset_path"], "--apex", row["apex_path"]],
+        "bad weights": (["--weights", str(d / "broken.jpg"), "--onset", row["onset_path"],
+                         "--apex", row["apex_path"]],
                         "cannot read weights"),
         "apex before onset": (["--weights", w, "--video", video, "--onset_frame", "3", "--apex_frame", "2"],
                               "must come after"),
@@ -169,7 +176,8 @@ def test_flow_follows_the_model_and_older_models_used_opencv(capsys):
     assert predict.choose_face(new) == ("dlib", "fixed", "opencv")
     old = pp.settings("dlib", "fixed", "opencv")
     del old["flow"]   # a final.pt from before --flow existed
-    assert predict.choose_face({"preprocess": {"dlib": json.loads(json.dumps(old))}}) == ("dlib", "fixed", "opencv")
+    assert (predict.choose_face({"preprocess": {"dlib": json.loads(json.dumps(old))}})
+            == ("dlib", "fixed", "opencv"))
     assert "warning" not in capsys.readouterr().err
     ipol = {"preprocess": {"none": json.loads(json.dumps(pp.settings("none", "minmax")))}}
     assert predict.choose_face(ipol) == ("none", "minmax", "ipol")

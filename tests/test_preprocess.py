@@ -45,7 +45,8 @@ def test_alignment_levels_eyes_of_a_rotated_face(face):
 def test_features_see_a_known_shift(face):
     # apex = onset moved 2 px right on the aligned crop: u ~ +2 px -> 128 + 32, v ~ 0 -> 128
     on, _ = pp.crop_pair(face, face, "dlib")
-    ap = cv2.warpAffine(on, np.float32([[1, 0, 2], [0, 1, 0]]), (pp.SIZE, pp.SIZE), borderMode=cv2.BORDER_REPLICATE)
+    ap = cv2.warpAffine(on, np.float32([[1, 0, 2], [0, 1, 0]]), (pp.SIZE, pp.SIZE),
+                        borderMode=cv2.BORDER_REPLICATE)
     f = pp.features(on, ap, face="none")
     c = slice(60, 170)   # away from the border
     assert np.median(f["u"][c, c]) == pytest.approx(160, abs=3)

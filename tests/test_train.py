@@ -72,7 +72,8 @@ def test_summary_agrees_with_predictions(whole):
     p = pd.read_csv(out / "predictions.csv")
     assert len(p) == 20 and p.subject.nunique() == 4 and s["folds"] == 4
     assert s["accuracy"] == pytest.approx(accuracy_score(p.label, p.prediction))
-    assert s["uf1"] == pytest.approx(f1_score(p.label, p.prediction, average="macro", labels=make_demo.CLASSES,
+    assert s["uf1"] == pytest.approx(f1_score(p.label, p.prediction, average="macro",
+                                              labels=make_demo.CLASSES,
                                               zero_division=0))
     assert s["uar"] == pytest.approx(recall_score(p.label, p.prediction, average="macro",
                                                   labels=make_demo.CLASSES, zero_division=0))
@@ -347,7 +348,8 @@ def test_summary_reports_per_dataset_for_the_composite(tmp_path):
 
 
 def test_sigkill_during_preprocessing_leaves_only_complete_caches(dataset, tmp_path, capsys):
-    # 10 clips: the first flow batch (save_preprocess_weight.FLOW_BATCH, 8 pairs) is being written when the kill comes
+    # 10 clips: the first flow batch (save_preprocess_weight.FLOW_BATCH, 8 pairs) is being written
+    # when the kill comes
     sheet = builders.subset_sheet(dataset, ["01", "02"], tmp_path / "sheet.csv")
     cache = tmp_path / "cache"
     args = ["--csv_path", sheet, "--root", dataset["root"], "--catego", "CASME", "--cache_dir", str(cache),
@@ -413,7 +415,8 @@ def test_per_epoch_scores_authors_protocol_and_keras_weights(dataset, tmp_path, 
     for e, c in enumerate(curves):   # pooled over all folds, like the headline
         pred = [p for f in folds for p in f["epoch_predictions"][e]]
         assert c["accuracy"] == pytest.approx(accuracy_score(labels, pred))
-        assert c["uf1"] == pytest.approx(f1_score(labels, pred, average="macro", labels=range(5), zero_division=0))
+        assert c["uf1"] == pytest.approx(f1_score(labels, pred, average="macro", labels=range(5),
+                                                  zero_division=0))
         assert c["train_loss"] == pytest.approx(np.mean([f["train_loss"][e] for f in folds]))
     a = s["authors_protocol"]
     best = max(c["author_f1"] for c in curves)
@@ -496,11 +499,13 @@ def test_casme3_preprocess_and_loso(layouts, capsys):
     made = sorted(os.path.relpath(os.path.join(r, f), cache) for r, _, fs in os.walk(cache) for f in fs)
     assert len(made) == 18 and made[:3] == ["spNO.1/a_1.npz", "spNO.1/a_5.npz", "spNO.1/a_9.npz"]
     out = d / "run3"
-    assert train.main(tiny("--catego", "CASME3", "--path", layouts["c3_sheet"], "--img_root", layouts["c3_root"],
+    assert train.main(tiny("--catego", "CASME3", "--path", layouts["c3_sheet"],
+                           "--img_root", layouts["c3_root"],
                            "--cache_dir", cache, "--weight_save_path", str(out))) == 0
     p = pd.read_csv(out / "predictions.csv")
     assert len(p) == 18 and sorted(os.listdir(out / "folds")) == ["spNO.1.json", "spNO.2.json", "spNO.3.json"]
-    assert not p.duplicated(["subject", "filename", "onset"]).any() and p.duplicated(["subject", "filename"]).any()
+    assert (not p.duplicated(["subject", "filename", "onset"]).any()
+            and p.duplicated(["subject", "filename"]).any())
     assert set(p.label) <= {"negative", "positive", "surprise"} and (p.label == "negative").sum() == 12
     s = json.loads((out / "summary.json").read_text())
     assert s["folds"] == 3 and s["config"]["protocol"] == "loso" and s["config"]["catego"] == "CASME3"
@@ -516,9 +521,11 @@ def test_custom_trains_with_its_own_classes_and_predicts(layouts, capsys):
     p = pd.read_csv(d / "custom" / "predictions.csv")
     assert len(p) == 9 and set(p.label) == {"disgust", "happy", "surprise"} and (p.onset == 12).all()
     assert [c for c in p.columns if c.startswith("p_")] == ["p_disgust", "p_happy", "p_surprise"]
-    assert "classes from the emotions of the sheet, sorted: disgust, happy, surprise" in capsys.readouterr().out
+    assert ("classes from the emotions of the sheet, sorted: disgust, happy, surprise"
+            in capsys.readouterr().out)
     # a subset of its classes: the caches are reused
-    assert train.main(tiny(*base, "--classes", "surprise", "happy", "--weight_save_path", str(d / "two"))) == 0
+    assert train.main(tiny(*base, "--classes", "surprise", "happy",
+                           "--weight_save_path", str(d / "two"))) == 0
     s = json.loads((d / "two" / "summary.json").read_text())
     assert s["config"]["classes"] == ["happy", "surprise"] and s["samples"] == 6
     assert "caches: 6 valid" in capsys.readouterr().out
@@ -526,9 +533,11 @@ def test_custom_trains_with_its_own_classes_and_predicts(layouts, capsys):
     assert train.main(tiny(*base, "--final", "--weight_save_path", str(d / "final"))) == 0
     row = dl.read_samples(layouts["csv"], layouts["cu_root"], "CUSTOM").table.iloc[0]
     out, extra = predict.predict(str(d / "final" / "final.pt"), onset=row.onset_path, apex=row.apex_path)
-    assert list(out["probabilities"]) == ["disgust", "happy", "surprise"] and out["prediction"] in extra["classes"]
+    assert (list(out["probabilities"]) == ["disgust", "happy", "surprise"]
+            and out["prediction"] in extra["classes"])
     ckpt = torch.load(d / "final" / "final.pt", weights_only=True)
-    assert ckpt["catego"] == "CUSTOM" and "P1/clips/P1_happy@12" in ckpt["sample_ids"] and len(ckpt["sample_ids"]) == 9
+    assert (ckpt["catego"] == "CUSTOM" and "P1/clips/P1_happy@12" in ckpt["sample_ids"]
+            and len(ckpt["sample_ids"]) == 9)
     assert ckpt["recipe"] == "keras"
 
 
@@ -569,18 +578,21 @@ def test_lodo_on_the_composite(composite, capsys):
     assert compare.summarize(str(out), log=lambda *_: None)["uf1"] == s["uf1"]
     # MEGC 2018's hold-out-database evaluation: CASME II and SAMM only, trained on one, tested on the other
     out2 = d / "megc2018"
-    assert train.main(tiny("--catego", "COMPOSITE", "--parts", "CASME", "SAMM", "--path", *composite["sheets"],
+    assert train.main(tiny("--catego", "COMPOSITE", "--parts", "CASME", "SAMM",
+                           "--path", *composite["sheets"],
                            "--img_root", *composite["roots"][:2], "--protocol", "lodo", "--cache_dir", cache,
                            "--weight_save_path", str(out2))) == 0
     assert "caches: 16 valid" in capsys.readouterr().out   # the composite's caches serve any parts
     s2 = json.loads((out2 / "summary.json").read_text())
-    assert s2["folds"] == 2 and set(s2["per_dataset"]) == {"CASME", "SAMM"} and s2["config"]["parts"] == ["CASME", "SAMM"]
+    assert (s2["folds"] == 2 and set(s2["per_dataset"]) == {"CASME", "SAMM"}
+            and s2["config"]["parts"] == ["CASME", "SAMM"])
 
 
 def test_lodo_needs_a_composite(dataset, tmp_path, capsys):
     assert run(dataset, tmp_path / "bad", "--protocol", "lodo") == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: --protocol lodo holds out one dataset of a composite: it needs --catego COMPOSITE, not CASME"
+    assert err == ("error: --protocol lodo holds out one dataset of a composite: "
+                   "it needs --catego COMPOSITE, not CASME")
 
 
 # ---------------------------------------------------------------------------------------------

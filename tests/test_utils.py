@@ -162,7 +162,8 @@ def test_cli_missing_root(tmp_path):
 
 def test_flag_types_accept_what_they_should():
     assert utils.positive_int("3") == 3 and utils.nonneg_int("0") == 0 and utils.int_range(3)("3") == 3
-    assert utils.positive_float("1e-4") == 1e-4 and utils.shard("2/4") == (2, 4) and utils.shard("1/1") == (1, 1)
+    assert (utils.positive_float("1e-4") == 1e-4 and utils.shard("2/4") == (2, 4)
+            and utils.shard("1/1") == (1, 1))
 
 
 def test_progress_writes_plain_lines_when_not_a_terminal():
@@ -175,13 +176,15 @@ def test_progress_writes_plain_lines_when_not_a_terminal():
     assert lines[0].startswith("train: 1/4 epochs") and lines[0].endswith("loss 0.000")
     assert lines[2].startswith("train: 3/4 epochs") and lines[2].endswith("loss 2.000")
     quiet = io.StringIO()
-    assert list(utils.progress(iter(range(3)), "x", every=3600, file=quiet)) == [0, 1, 2] and quiet.getvalue() == ""
+    assert (list(utils.progress(iter(range(3)), "x", every=3600, file=quiet)) == [0, 1, 2]
+            and quiet.getvalue() == "")
 
 
 def test_atomic_write_fsyncs_the_file_and_its_folder(tmp_path, monkeypatch):
     synced = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.path.realpath(f"/proc/self/fd/{fd}")), real(fd)))
+    monkeypatch.setattr(os, "fsync",
+                        lambda fd: (synced.append(os.path.realpath(f"/proc/self/fd/{fd}")), real(fd)))
     path = tmp_path / "sub" / "fold.json"
     utils.atomic_write(str(path), lambda f: f.write(b"{}"))
     assert path.read_bytes() == b"{}" and os.listdir(tmp_path / "sub") == ["fold.json"]
@@ -194,7 +197,8 @@ def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
     path = tmp_path / "summary.json"
     path.write_bytes(b"old")
     with pytest.raises(RuntimeError):
-        utils.atomic_write(str(path), lambda f: (f.write(b"half"), (_ for _ in ()).throw(RuntimeError("boom"))))
+        utils.atomic_write(str(path),
+                           lambda f: (f.write(b"half"), (_ for _ in ()).throw(RuntimeError("boom"))))
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["summary.json"]
 
 

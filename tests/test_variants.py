@@ -55,7 +55,8 @@ def test_table_has_one_row_per_variant(grid_run):
         for k in ("accuracy", "uf1", "author_f1"):
             assert float(r[f"ap_{k}"]) == pytest.approx(ap[k], abs=1e-4)
         for k in ("accuracy", "uf1", "uar"):   # one seed: the 95 % CI over subjects beside each score
-            assert [float(r[f"{k}_ci_low"]), float(r[f"{k}_ci_high"])] == pytest.approx(s["ci95"][k], abs=1e-4)
+            assert ([float(r[f"{k}_ci_low"]), float(r[f"{k}_ci_high"])]
+                    == pytest.approx(s["ci95"][k], abs=1e-4))
         assert r["uf1_sd"] == ""
         cfg = s["config"]   # each variant really ran with its own model and modes
         assert (cfg["model"], "".join(cfg["image_mode"])) == (r["model"], r["modes"])
@@ -63,7 +64,8 @@ def test_table_has_one_row_per_variant(grid_run):
         if r["model"] == "DSSN":
             assert cfg["combination_mode"] == r["fusion"]
     md = (out / "table.md").read_text()
-    assert ("| variant | model | modes | fusion | accuracy | UF1 | UAR | authors' F1 | AP epoch | AP accuracy | AP UF1 "
+    assert ("| variant | model | modes | fusion | accuracy | UF1 | UAR | authors' F1 | AP epoch "
+            "| AP accuracy | AP UF1 "
             "| AP authors' F1 | seconds |") in md
     assert "| DSSN_FG_mul | DSSN | FG | mul |" in md and "| SSSN_G | SSSN | G | - |" in md
     uf1 = [r for r in rows if r["variant"] == "SSSN_G"][0]
@@ -89,7 +91,8 @@ def test_rerun_trains_nothing(grid_run, capsys):
 def test_only_runs_just_those_and_the_table_has_everything(grid_run, capsys):
     out = grid_run["out"]
     assert variants.main(grid_run["argv"] + ["--only", "SSSN_S"]) == 0
-    assert [r["variant"] for r in read_csv(out / "table.csv")] == ["SSSN_F", "SSSN_G", "SSSN_S", "DSSN_FG_mul"]
+    assert ([r["variant"] for r in read_csv(out / "table.csv")]
+            == ["SSSN_F", "SSSN_G", "SSSN_S", "DSSN_FG_mul"])
     assert not (out / "DSSN_FS_mul").exists()
     capsys.readouterr()
     assert variants.main(grid_run["argv"] + ["--only", "DSSN_XY_mul"]) == 2
@@ -133,21 +136,26 @@ def test_multi_seed_variants_show_mean_and_sd(tmp_path):
             "0.4200 +- 0.0500 | 1.5 | 0.6000 +- 0.1000 | 0.5500 +- 0.1100 | 0.5700 +- 0.1300 | 3.0 |") in md
     assert "seeds 0 1" in md and "sample sd over the seeds" in md
     r = read_csv(tmp_path / "table.csv")[0]
-    assert (float(r["uf1"]), float(r["uf1_sd"]), float(r["ap_author_f1_sd"]), r["uf1_ci_low"]) == (0.4, 0.02, 0.13, "")
+    assert ((float(r["uf1"]), float(r["uf1_sd"]), float(r["ap_author_f1_sd"]), r["uf1_ci_low"])
+            == (0.4, 0.02, 0.13, ""))
 
 
 def test_dataset_flags_pass_through_to_train():
     import train
     args = variants.parser().parse_args([
-        "--catego", "COMPOSITE", "--parts", "CASME", "SAMM", "--path", "c.xlsx", "s.xlsx", "--img_root", "C", "S",
+        "--catego", "COMPOSITE", "--parts", "CASME", "SAMM", "--path", "c.xlsx", "s.xlsx",
+        "--img_root", "C", "S",
         "--protocol", "lodo", "--classes", "negative", "positive", "--num_classes", "3",
         "--recipe", "pytorch"])
     a = train.parser().parse_args(variants.train_argv(args, "DSSN", ["F", "G"], "mul", "run"))
-    assert (a.catego, a.parts, a.path, a.img_root) == ("COMPOSITE", ["CASME", "SAMM"], ["c.xlsx", "s.xlsx"], ["C", "S"])
+    assert ((a.catego, a.parts, a.path, a.img_root)
+            == ("COMPOSITE", ["CASME", "SAMM"], ["c.xlsx", "s.xlsx"], ["C", "S"]))
     assert (a.protocol, a.classes, a.num_classes) == ("lodo", ["negative", "positive"], 3)
     assert a.recipe == "pytorch"
     custom = variants.parser().parse_args(["--catego", "CUSTOM", "--path", "clips.csv", "--img_root", "R"])
     a = train.parser().parse_args(variants.train_argv(custom, "SSSN", ["G"], None, "run"))
-    assert (a.catego, a.path, a.img_root, a.protocol, a.classes) == ("CUSTOM", ["clips.csv"], ["R"], "loso", None)
+    assert ((a.catego, a.path, a.img_root, a.protocol, a.classes)
+            == ("CUSTOM", ["clips.csv"], ["R"], "loso", None))
     seeds = variants.parser().parse_args(["--seeds", "0", "1", "2"])
-    assert train.parser().parse_args(variants.train_argv(seeds, "SSSN", ["G"], None, "run")).seeds == [0, 1, 2]
+    assert (train.parser().parse_args(variants.train_argv(seeds, "SSSN", ["G"], None, "run")).seeds
+            == [0, 1, 2])
