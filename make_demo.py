@@ -88,6 +88,14 @@ def _source():
     return _source.img, _source.pts
 
 
+def demo_subjects(n, seed, size):
+    """(number, generator, base frame, landmarks) of subjects 1..n. One generator per subject:
+    adding subjects or clips leaves earlier subjects unchanged (a subset is a smaller demo)."""
+    for s in range(1, n + 1):
+        rng = np.random.RandomState([seed, s])
+        yield (s, rng, *_subject(rng, size))
+
+
 def _subject(rng, size):
     """One subject's base frame (float32 BGR) and its landmarks, as a webcam would frame it."""
     img, pts = _source()
@@ -176,10 +184,7 @@ def build_demo(root, subjects=5, clips_per_class=2, frames=6, seed=0, size=(320,
         refuse(tmp, not_demo(tmp, sheet=False) if os.path.isdir(tmp) else "a file")
     shutil.rmtree(tmp, ignore_errors=True)
     rows = []
-    for s in range(1, subjects + 1):
-        # One generator per subject: adding subjects or clips leaves earlier subjects unchanged.
-        rng = np.random.RandomState([seed, s])
-        base, pts = _subject(rng, size)
+    for s, rng, base, pts in demo_subjects(subjects, seed, size):
         jobs = [(c, r) for c in CLASSES for r in range(clips_per_class)]
         order = rng.permutation(len(jobs))   # episode numbers don't give the class away
         for ep, j in enumerate(order, 1):

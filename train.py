@@ -523,7 +523,7 @@ def train_final(args, run, log, samples, data, streams, y, pretrained):
                 image_mode=args.image_mode, classes=samples.classes, catego=args.catego, parts=args.parts,
                 preprocess={f: pp.settings(f, args.encoding, args.flow) for f in faces},
                 train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())),
-                sample_ids=[f"{s}/{f}@{o}" for s, f, o in zip(data.subjects, data.filenames, data.onsets)])
+                sample_ids=[dl.sample_id(r) for r in samples.table.to_dict("records")])
     path = os.path.join(run, "final.pt")
     utils.atomic_write(path, lambda f: torch.save(ckpt, f))
     log(f"final model on all {len(data.y)} samples of {len(ckpt['subjects'])} subjects "

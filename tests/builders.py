@@ -7,7 +7,6 @@
 import os
 
 import cv2
-import numpy as np
 import pandas as pd
 
 import make_demo
@@ -46,9 +45,7 @@ def build_casme3(root, subjects=3, frames=4, seed=0, size=(320, 240), tasks=CASM
     if os.path.isfile(sheet):
         return sheet
     rows = []
-    for s in range(1, subjects + 1):
-        rng = np.random.RandomState([seed, s])
-        base, pts = make_demo._subject(rng, size)
+    for s, rng, base, pts in make_demo.demo_subjects(subjects, seed, size):
         for task, emotions in tasks.items():
             folder = os.path.join(root, f"spNO.{s}", task)
             os.makedirs(os.path.join(folder, "depth"), exist_ok=True)
@@ -73,9 +70,7 @@ def build_custom(root, subjects=3, frames=4, seed=0, size=(320, 240), first=12) 
     if os.path.isfile(csv):
         return csv
     rows = []
-    for s in range(1, subjects + 1):
-        rng = np.random.RandomState([seed, s])
-        base, pts = make_demo._subject(rng, size)
+    for s, rng, base, pts in make_demo.demo_subjects(subjects, seed, size):
         for e, move in CUSTOM_MOVES.items():
             clip = f"clips/P{s}_{e}"
             (on, ap, _), = _write_clips(rng, base, pts, [move], frames, os.path.join(root, clip),
