@@ -379,18 +379,6 @@ def features(onset, apex, face="dlib", encoding="fixed", onset_name="onset", flo
     return encode(on, ap, *tvl1_flow(gray(on), gray(ap), flow), encoding)
 
 
-def flows(onsets_gray, apexes_gray, method="ipol", batch=16):
-    """tvl1_flow of many pairs of one size: [(u, v)], the IPOL flow `batch` pairs at a time."""
-    if method != "ipol":
-        return [tvl1_flow(a, b, method) for a, b in zip(onsets_gray, apexes_gray)]
-    out = []
-    for i in range(0, len(onsets_gray), batch):
-        f = tvl1_ipol(torch.from_numpy(np.stack(onsets_gray[i:i + batch])),
-                      torch.from_numpy(np.stack(apexes_gray[i:i + batch]))).numpy()
-        out += [(x[0], x[1]) for x in f]
-    return out
-
-
 def stream(feats, mode):
     """The 227x227x3 image of one stream: (u, v, X) with X = F, S or G,
     channels last: a batch of them is a channels_last NCHW tensor after a permute, no copy."""

@@ -61,12 +61,15 @@ def parser():
 # ---------------------------------------------------------------------------------------------
 # building the caches: what train.py also runs for any cache that is missing
 
-def _crop_one(job):
-    """Read and align one pair (in a worker): (job, (onset, apex) crops or None, error)."""
+def _prepare_one(job):
+    """Read, align and compute the flow of one pair (in a worker): (job, (onset, apex, u, v) or
+    None, error). Each worker computes whole pairs: the flow is most of a pair's time (the IPOL
+    flow runs on one thread, see pp.tvl1_ipol), so the pairs of N workers run on N cores."""
     row, path, settings, _ = job
     try:
         onset, apex = pp.read_image(row["onset_path"]), pp.read_image(row["apex_path"])
-        return job, pp.crop_pair(onset, apex, settings["face"], row["onset_path"]), None
+        on, ap = pp.crop_pair(onset, apex, settings["face"], row["onset_path"])
+        return job, (on, ap, *pp.tvl1_flow(pp.gray(on), pp.gray(ap), settings["flow"])), None
     except pp.PreprocessError as e:
         return job, None, str(e)
 
@@ -81,15 +84,11 @@ def _write_one(job, on, ap, u, v):
         return f"{e.filename or path}: cannot write cache ({e.strerror or e})"
 
 
-FLOW_BATCH = 8   # pairs whose IPOL flow is computed together (one torch call)
-
-
 def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, quiet=False, flow="ipol"):
     """Compute and write the cache of every sample that lacks a valid one.
     Returns [(subject/filename@onset, reason)] of the failures; finished caches are never lost.
-    Workers read and align the frames; this process computes the flow FLOW_BATCH pairs at a
-    time (one torch call a batch; on CPU the IPOL flow runs on one thread, see pp.tvl1_ipol,
-    so a worker aligning beside it keeps a second core busy) and writes."""
+    Workers prepare whole pairs (frames, alignment, flow); this process writes each cache as
+    its pair arrives, so an interrupted run keeps every cache written before it stopped."""
     changed = []   # read_cache appends the caches whose sources changed
     jobs = [job for job in dl.cache_jobs(samples, cache_dir, encoding, face, flow)
             if dl.read_cache(*job[1:3], ["u"], job[3], changed) is None]
@@ -99,29 +98,13 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
     failures = []
     if not jobs:
         return failures
-    pending = []
-
-    def flush():
-        uv = pp.flows([pp.gray(on) for _, (on, _) in pending], [pp.gray(ap) for _, (_, ap) in pending], flow)
-        for (job, (on, ap)), (u, v) in zip(pending, uv):
-            err = _write_one(job, on, ap, u, v)
-            if err:
-                failures.append((dl.sample_id(job[0]), err))
-        pending.clear()
-
     workers = max(1, min(workers, len(jobs)))
     with utils.pool(workers) as pool:
-        # the bar counts aligned pairs; their flow follows in batches of FLOW_BATCH
-        for job, crops, err in utils.progress(pool.imap_unordered(_crop_one, jobs), "preprocess", len(jobs),
-                                        "pair", disable=quiet):
+        for job, pair, err in utils.progress(pool.imap_unordered(_prepare_one, jobs), "preprocess", len(jobs),
+                                             "pair", disable=quiet):
+            err = err or _write_one(job, *pair)
             if err:
                 failures.append((dl.sample_id(job[0]), err))
-                continue
-            pending.append((job, crops))
-            if len(pending) == FLOW_BATCH:
-                flush()
-        if pending:
-            flush()
     return failures
 
 

@@ -365,8 +365,8 @@ def test_summary_reports_per_dataset_for_the_composite(tmp_path):
 
 
 def test_sigkill_during_preprocessing_leaves_only_complete_caches(dataset, tmp_path, capsys):
-    # 10 clips: the first flow batch (save_preprocess_weight.FLOW_BATCH, 8 pairs) is being written
-    # when the kill comes
+    # 10 clips, 2 workers: the kill comes once 4 caches are written, with pairs in flight in the
+    # workers and perhaps a cache half-written by this process
     sheet = builders.subset_sheet(dataset, ["01", "02"], tmp_path / "sheet.csv")
     cache = tmp_path / "cache"
     args = ["--csv_path", sheet, "--root", dataset["root"], "--catego", "CASME", "--cache_dir", str(cache),
