@@ -88,7 +88,7 @@ def test_summary_agrees_with_predictions(whole):
 def test_demo_learns_and_shuffled_labels_fall_to_chance(dataset, tmp_path):
     # The flow stream alone (SSSN F, half of DSSN's work) learns the 4-subject demo's five movements
     # in 6 epochs with the default recipe, while labels permuted within each subject stay near
-    # chance. (DSSN needs 5 epochs for the same: docs/demo.md has its runs.)
+    # chance. (DSSN needs 5 epochs for the same: docs/demo.md has the runs.)
     flow = ["--model", "SSSN", "--image_mode", "F"]
     assert run(dataset, tmp_path / "real", *flow, epochs=6) == 0
     assert run(dataset, tmp_path / "shuffled", *flow, "--shuffle_labels", epochs=6) == 0
