@@ -158,7 +158,7 @@ def test_shards_and_resume_give_the_uninterrupted_result(dataset, whole, tmp_pat
     assert full.equals(pd.read_csv(sharded / "predictions.csv"))
 
 
-def rows(run_dir, subject):
+def fold_rows(run_dir, subject):
     """The predictions of one fold file."""
     return json.loads((run_dir / "folds" / f"{subject}.json").read_text())["rows"]
 
@@ -175,7 +175,7 @@ def test_sigkill_mid_run_then_resume(dataset, whole, tmp_path):
     assert os.listdir(out / "folds") == ["01.json"]   # no half-written files
     # the same command again resumes (in this process: the resume is train.main's, not the shell's)
     assert run(dataset, out, *two) == 0
-    assert [rows(out, s) for s in ("01", "02")] == [rows(whole, s) for s in ("01", "02")]
+    assert [fold_rows(out, s) for s in ("01", "02")] == [fold_rows(whole, s) for s in ("01", "02")]
 
 
 def test_run_folder_with_other_settings_is_refused(dataset, tmp_path, capsys):
@@ -337,7 +337,7 @@ def test_two_shards_in_parallel_into_one_folder(dataset, whole, tmp_path):
     # not bitwise: two processes competing for two cores once differed from the in-process run by
     # 7e-5 under heavy load (bit-identity of resumed and sharded runs is the serial tests' job).
     for s in ("01", "02"):
-        got, want = pd.DataFrame(rows(out, s)), pd.DataFrame(rows(whole, s))
+        got, want = pd.DataFrame(fold_rows(out, s)), pd.DataFrame(fold_rows(whole, s))
         p = [c for c in want if c.startswith("p_")]
         assert got.drop(columns=p).equals(want.drop(columns=p))
         assert np.allclose(got[p], want[p], atol=1e-4, rtol=0)
