@@ -165,7 +165,11 @@ def main(argv=None):
         p.error(f"--device {device}: torch sees no CUDA device")
     cuda = device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
-    train.backend_flags(device)   # as train.main_run sets them
+    if cuda:   # as train.main_run sets them
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = False
     batch = a.batch or (8 if a.quick else 60)
     epochs = a.epochs or (2 if a.quick else 3)
     n_train = batch * (2 if a.quick else 4)   # 240 at batch 60, about a CASME II fold (237)

@@ -391,22 +391,6 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     return probs.cpu().numpy(), [float(l) / len(tr) for l in torch.stack(losses).cpu()], model
 
 
-def backend_flags(device):
-    """cuDNN autotuning on CUDA; on the CPU deterministic algorithms (warn only), without the
-    debug fill of new tensors (a debug aid, ~2 % of a step). The flag is set through torch._C
-    because torch.use_deterministic_algorithms also imports torch._inductor to set a flag that
-    only torch.compile reads: about 3 s at every start of train.py, and nothing here compiles."""
-    if device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
-        return
-    set_deterministic = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if set_deterministic is None:   # a torch without the private setter: the public call
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        set_deterministic(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = False
-
-
 def main_run(args):
     samples = dl.read_samples(args.path, args.img_root, args.catego, args.num_classes, args.classes,
                               args.parts)
@@ -425,7 +409,11 @@ def main_run(args):
     data = dl.load_streams(samples, args.cache_dir, args.image_mode, args.encoding, args.face, args.flow)
 
     device = args.device
-    backend_flags(device)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = False   # a debug aid, ~2 % of a step
     if args.shuffle_labels:
         # Within each subject, not over all samples: with balanced subjects a global shuffle
         # pushes LOSO below chance (the held-out labels are then anti-correlated with training).

@@ -482,23 +482,6 @@ def test_bf16_where_it_is_not_native_is_refused_before_any_work(tmp_path, capsys
     assert not (tmp_path / "demo").exists() and not (tmp_path / "run").exists()   # nothing built or read
 
 
-def test_cpu_runs_are_deterministic_without_importing_the_compiler(monkeypatch):
-    saved = (torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.utils.deterministic.fill_uninitialized_memory)
-    # the public setter imports torch._inductor (seconds at every start): train.py must not call it
-    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda *a, **k: pytest.fail("slow path"))
-    try:
-        torch._C._set_deterministic_algorithms(False, warn_only=False)
-        train.backend_flags("cpu")
-        assert torch.are_deterministic_algorithms_enabled()
-        assert torch.is_deterministic_algorithms_warn_only_enabled()
-        assert torch.utils.deterministic.fill_uninitialized_memory is False
-    finally:
-        torch._C._set_deterministic_algorithms(saved[0], warn_only=saved[1])
-        torch.utils.deterministic.fill_uninitialized_memory = saved[2]
-
-
 def test_native_bf16_answers_for_this_machine(cpu_native_bf16):
     ok, why = train.native_bf16("cpu")
     assert ok == cpu_native_bf16, (ok, why)   # what the CPU's feature flags say
