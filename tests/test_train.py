@@ -183,7 +183,7 @@ def test_run_folder_with_other_settings_is_refused(dataset, tmp_path, capsys):
     assert run(dataset, out, "--subjects", "01") == 0
     assert run(dataset, out, "--subjects", "02", epochs=2) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "epochs=1" in err and "2" in err
+    assert err.count("\n") == 0 and "was made with epochs=1, this run has 2" in err, err
     assert run(dataset, out, "--subjects", "02", "--new", epochs=2) == 0
     assert (tmp_path / "run_2" / "folds" / "02.json").is_file()
 
