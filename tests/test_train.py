@@ -160,7 +160,7 @@ def test_shards_and_resume_give_the_uninterrupted_result(dataset, whole, tmp_pat
 
 def fold_rows(run_dir, subject):
     """The predictions of one fold file."""
-    return json.loads((run_dir / "folds" / f"{subject}.json").read_text())["rows"]
+    return compare.read_fold(str(run_dir / "folds" / f"{subject}.json"))["rows"]
 
 
 def test_sigkill_mid_run_then_resume(dataset, whole, tmp_path):
