@@ -83,8 +83,10 @@ def build_custom(root, subjects=3, frames=4, seed=0, size=(320, 240), first=12) 
 
 def subset_sheet(demo, subjects, path):
     """A coding sheet (.csv, which read_sheet takes as it takes .xlsx) of the demo's rows of
-    `subjects` only: the demo of fewer subjects, with the same frames and caches."""
-    t = pd.read_excel(demo["sheet"], dtype=str).dropna(axis=1, how="all")
+    `subjects` only: the demo of fewer subjects, with the same frames and caches. The demo's
+    sheet may itself be a subset."""
+    read = pd.read_csv if str(demo["sheet"]).endswith(".csv") else pd.read_excel
+    t = read(demo["sheet"], dtype=str).dropna(axis=1, how="all")
     t = t[[c for c in t.columns if not c.startswith("Unnamed")]]
     t[t.Subject.isin(subjects)].to_csv(path, index=False)
     return str(path)

@@ -1,31 +1,73 @@
 # Put the repo root (parent of tests/) on sys.path so tests can `import utils`, `import network`, ...
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
+
+import utils  # noqa: E402
 
 DEMO_SUBJECTS, DEMO_FRAMES = 4, 12   # 12 frames: test_predict searches the apex of a clip as a video
+
+
+# The suite runs in pytest-xdist workers (pytest.ini: -n auto). Each worker gets an equal share of
+# the CPUs as its torch threads, and so do the train.py processes a test starts: CPU results are
+# bit-identical only for the same thread count, and the tests compare runs across processes.
+def pytest_xdist_auto_num_workers(config):
+    return min(utils.cpus(), 8)   # beyond 8 the longest test, not the worker count, sets the time
+
+
+def pytest_configure(config):
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = str(max(1, utils.cpus() // int(workers)))
+        os.environ["OMP_NUM_THREADS"] = threads   # before torch is imported here or in a child
+        import torch
+        torch.set_num_threads(int(threads))
+
+
+def built_once(tmp_path_factory, name, build):
+    """The folder that build(path) fills once per test session: under xdist, once for all workers
+    (the first to take the lock builds it, the others wait for it), so no worker or module
+    preprocesses or trains the same thing again. Read it, never write into it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        path = tmp_path_factory.mktemp(name)
+        build(path)
+        return path
+    base = tmp_path_factory.getbasetemp().parent   # this session's, shared by its workers
+    path, done = base / name, base / f"{name}.done"
+    with FileLock(str(base / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)   # what a worker that crashed left
+            path.mkdir()
+            build(path)
+            done.touch()
+    return path
 
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """The synthetic CASME II demo (4 subjects, one clip of each class, 12 frames) and its caches,
-    built and preprocessed once for every test module (dlib + TV-L1 cost ~0.4 s a pair). Shared:
-    a test that edits frames or caches copies what it edits (shutil.copytree) and runs write
-    into their own tmp_path. make_demo draws each subject from its own generator, so a subset
-    of subjects (builders.subset_sheet) is the demo those subjects alone would have been, and
-    its caches are these."""
+    built and preprocessed once for every test module and worker. Shared: a test that edits
+    frames or caches copies what it edits (shutil.copytree) and runs write into their own
+    tmp_path. make_demo draws each subject from its own generator, so a subset of subjects
+    (builders.subset_sheet) is the demo those subjects alone would have been, and its caches
+    are these."""
     import make_demo
     import save_preprocess_weight
-    d = tmp_path_factory.mktemp("demo")
-    root, cache = str(d / "frames"), str(d / "cache")
-    sheet = make_demo.build_demo(root, subjects=DEMO_SUBJECTS, clips_per_class=1, frames=DEMO_FRAMES)
-    assert save_preprocess_weight.main(["--csv_path", sheet, "--root", root, "--catego", "CASME",
-                                        "--cache_dir", cache, "--workers", "2"]) == 0
-    return dict(sheet=sheet, root=root, cache=cache, frames=DEMO_FRAMES)
 
+    def build(d):
+        sheet = make_demo.build_demo(str(d / "frames"), subjects=DEMO_SUBJECTS, clips_per_class=1,
+                                     frames=DEMO_FRAMES)
+        assert save_preprocess_weight.main(["--csv_path", sheet, "--root", str(d / "frames"),
+                                            "--catego", "CASME", "--cache_dir", str(d / "cache"),
+                                            "--workers", str(utils.cpus())]) == 0
+    d = built_once(tmp_path_factory, "demo", build)
+    return dict(sheet=str(d / "frames" / make_demo.SHEET), root=str(d / "frames"), cache=str(d / "cache"),
+                frames=DEMO_FRAMES)
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +85,10 @@ def cpu_native_bf16():
              for w in line.split(":", 1)[1].split()}
     x86 = {"avx512bw", "avx512vl", "avx512dq"} <= flags
     return torch.backends.mkldnn.is_available() and (x86 or "bf16" in flags)
+
+
+@pytest.fixture(scope="session")
+def once(tmp_path_factory):
+    """once(name, build) -> built_once's folder, for a module's fixture that trains or preprocesses
+    what several workers' tests read."""
+    return lambda name, build: built_once(tmp_path_factory, name, build)

@@ -27,9 +27,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def dataset(demo):
-    """The shared demo of conftest (4 subjects, 20 clips) with its caches: read it, never edit it."""
-    return demo
+def dataset(demo, once):
+    """Subjects 01 and 02 of the shared demo (10 clips, the demo's caches): what a run folder
+    promises shows on two folds, at a sixth of the training of all four subjects. One sheet for
+    all workers, since a run folder records its sheet's path. Read it, never edit it."""
+    d = once("two", lambda d: builders.subset_sheet(demo, ["01", "02"], d / "sheet.csv"))
+    return dict(demo, sheet=str(d / "sheet.csv"))
 
 
 def run(dataset, out, *extra, epochs=1):
@@ -47,20 +50,20 @@ def train_cmd(dataset, out):
 
 
 @pytest.fixture(scope="module")
-def whole(dataset, tmp_path_factory):
-    """One uninterrupted run of run()'s settings, in this process: what the interrupted, sharded
-    and parallel runs must give. Read it, never write into it."""
-    out = tmp_path_factory.mktemp("whole") / "run"
-    assert run(dataset, out) == 0
-    return out
+def whole(dataset, once):
+    """One uninterrupted run of run()'s settings: what the interrupted, sharded and parallel runs
+    must give. Read it, never write into it."""
+    def build(d):
+        assert run(dataset, d / "run") == 0
+    return once("whole", build) / "run"
 
 
-def test_caches_are_valid_and_skipped_on_rerun(dataset, capsys):
-    files = sorted(os.path.join(r, f) for r, _, fs in os.walk(dataset["cache"]) for f in fs)
+def test_caches_are_valid_and_skipped_on_rerun(demo, capsys):
+    files = sorted(os.path.join(r, f) for r, _, fs in os.walk(demo["cache"]) for f in fs)
     assert len(files) == 20 and all(f.endswith(".npz") for f in files)   # no temp files left
     mtimes = [os.path.getmtime(f) for f in files]
-    assert save_preprocess_weight.main(["--csv_path", dataset["sheet"], "--root", dataset["root"],
-                                        "--catego", "CASME", "--cache_dir", dataset["cache"]]) == 0
+    assert save_preprocess_weight.main(["--csv_path", demo["sheet"], "--root", demo["root"],
+                                        "--catego", "CASME", "--cache_dir", demo["cache"]]) == 0
     assert "20 valid" in capsys.readouterr().out
     assert mtimes == [os.path.getmtime(f) for f in files]
 
@@ -71,7 +74,7 @@ def test_summary_agrees_with_predictions(whole):
         assert (out / f).is_file(), f
     s = json.loads((out / "summary.json").read_text())
     p = pd.read_csv(out / "predictions.csv")
-    assert len(p) == 20 and p.subject.nunique() == 4 and s["folds"] == 4
+    assert len(p) == 10 and p.subject.nunique() == 2 and s["folds"] == 2
     assert s["accuracy"] == pytest.approx(accuracy_score(p.label, p.prediction))
     assert s["uf1"] == pytest.approx(f1_score(p.label, p.prediction, average="macro",
                                               labels=make_demo.CLASSES,
@@ -85,13 +88,13 @@ def test_summary_agrees_with_predictions(whole):
     assert (np.array(make_demo.CLASSES)[probs.argmax(1)] == p.prediction).all()
 
 
-def test_demo_learns_and_shuffled_labels_fall_to_chance(dataset, tmp_path):
+def test_demo_learns_and_shuffled_labels_fall_to_chance(demo, tmp_path):
     # The flow stream alone (SSSN F, half of DSSN's work) learns the 4-subject demo's five movements
     # in 6 epochs with the default recipe, while labels permuted within each subject stay near
     # chance. (DSSN needs 5 epochs for the same: docs/demo.md has the runs.)
     flow = ["--model", "SSSN", "--image_mode", "F"]
-    assert run(dataset, tmp_path / "real", *flow, epochs=6) == 0
-    assert run(dataset, tmp_path / "shuffled", *flow, "--shuffle_labels", epochs=6) == 0
+    assert run(demo, tmp_path / "real", *flow, epochs=6) == 0   # all 4 subjects: 15 clips to learn from
+    assert run(demo, tmp_path / "shuffled", *flow, "--shuffle_labels", epochs=6) == 0
     real = json.loads((tmp_path / "real" / "summary.json").read_text())
     shuffled = json.loads((tmp_path / "shuffled" / "summary.json").read_text())
     assert real["uf1"] >= 0.9, real["uf1"]
@@ -115,10 +118,8 @@ def test_demo_learns_and_shuffled_labels_fall_to_chance(dataset, tmp_path):
 
 
 def test_seeds_into_one_folder_mean_and_sd_over_their_summaries(dataset, tmp_path, capsys):
-    # two subjects of the demo (their caches are the demo's), one epoch a fold
-    two = dict(dataset, sheet=builders.subset_sheet(dataset, ["01", "02"], tmp_path / "two.csv"))
-    out = tmp_path / "seeds"
-    assert run(two, out, "--seeds", "0", "1", "2") == 0
+    out = tmp_path / "seeds"   # one epoch a fold
+    assert run(dataset, out, "--seeds", "0", "1", "2") == 0
     printed = capsys.readouterr().out
     own = [json.loads((out / f"seed{s}" / "summary.json").read_text()) for s in (0, 1, 2)]
     assert [m["config"]["seed"] for m in own] == [0, 1, 2]
@@ -134,12 +135,12 @@ def test_seeds_into_one_folder_mean_and_sd_over_their_summaries(dataset, tmp_pat
     assert (out / "learning_curves.png").is_file() and "mean +- sd" in printed
     assert "3 seeds (0 1 2), each 2 folds over 10 samples" in printed
     # a seed's folder is what --seed N gives (one fold is enough to show it)
-    assert run(two, tmp_path / "one", "--seed", "1", "--subjects", "02") == 0
+    assert run(dataset, tmp_path / "one", "--seed", "1", "--subjects", "02") == 0
     fold = lambda r: {k: v for k, v in json.loads((r / "folds" / "02.json").read_text()).items()
                       if k != "seconds"}
     assert fold(out / "seed1") == fold(tmp_path / "one")
     # rerunning trains nothing; --summarize on the multi-seed folder rewrites the same top summary
-    assert run(two, out, "--seeds", "0", "1", "2") == 0
+    assert run(dataset, out, "--seeds", "0", "1", "2") == 0
     assert capsys.readouterr().out.count("done earlier, kept") == 6
     os.remove(out / "summary.json")
     assert train.main(["--summarize", str(out)]) == 0
@@ -148,9 +149,9 @@ def test_seeds_into_one_folder_mean_and_sd_over_their_summaries(dataset, tmp_pat
 
 def test_shards_and_resume_give_the_uninterrupted_result(dataset, whole, tmp_path):
     sharded = tmp_path / "sharded"
-    assert run(dataset, sharded, "--subjects", "01", "03") == 0
-    assert not (sharded / "summary.json").exists()   # two folds missing: no summary yet
-    assert run(dataset, sharded, "--shard", "2/2") == 0        # subjects 02 and 04
+    assert run(dataset, sharded, "--subjects", "01") == 0
+    assert not (sharded / "summary.json").exists()   # a fold missing: no summary yet
+    assert run(dataset, sharded, "--shard", "2/2") == 0        # subject 02
     full = pd.read_csv(whole / "predictions.csv")
     assert full.equals(pd.read_csv(sharded / "predictions.csv"))
     # a rerun of a finished run trains nothing and rewrites the same summary
@@ -164,8 +165,8 @@ def fold_rows(run_dir, subject):
 
 
 def test_sigkill_mid_run_then_resume(dataset, whole, tmp_path):
-    out, two = tmp_path / "killed", ["--subjects", "01", "02"]   # two folds: killed in the second
-    proc = subprocess.Popen(train_cmd(dataset, out) + two, cwd=ROOT, stdout=subprocess.DEVNULL,
+    out = tmp_path / "killed"   # two folds: killed in the second
+    proc = subprocess.Popen(train_cmd(dataset, out), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (out / "folds" / "01.json").exists() and proc.poll() is None and time.time() < deadline:
@@ -174,7 +175,7 @@ def test_sigkill_mid_run_then_resume(dataset, whole, tmp_path):
     proc.wait()
     assert os.listdir(out / "folds") == ["01.json"]   # no half-written files
     # the same command again resumes (in this process: the resume is train.main's, not the shell's)
-    assert run(dataset, out, *two) == 0
+    assert run(dataset, out) == 0
     assert [fold_rows(out, s) for s in ("01", "02")] == [fold_rows(whole, s) for s in ("01", "02")]
 
 
@@ -199,11 +200,11 @@ def edit_apex(sheet, subject):
     return f"{subject}/{ws.cell(r, 2).value}@1"
 
 
-def test_run_folder_follows_its_data_and_fold_files(dataset, tmp_path, capsys):
-    import shutil
-    copy = dict(sheet=str(tmp_path / "sheet.xlsx"), root=dataset["root"], cache=str(tmp_path / "cache"))
-    shutil.copy(dataset["sheet"], copy["sheet"])
-    shutil.copytree(dataset["cache"], copy["cache"])
+def test_run_folder_follows_its_data_and_fold_files(demo, tmp_path, capsys):
+    import shutil   # the demo's own sheet (.xlsx), as a researcher would edit it
+    copy = dict(sheet=str(tmp_path / "sheet.xlsx"), root=demo["root"], cache=str(tmp_path / "cache"))
+    shutil.copy(demo["sheet"], copy["sheet"])
+    shutil.copytree(demo["cache"], copy["cache"])
     out = tmp_path / "run"
     assert run(copy, out, "--subjects", "01") == 0
     config = json.loads((out / "config.json").read_text())
@@ -269,14 +270,14 @@ def test_bad_pretrained_file_one_line(dataset, tmp_path, capsys):
 
 
 def test_ctrl_c_mid_fold_stops_cleanly_and_resumes(dataset, whole, tmp_path, capsys):
-    # A real SIGINT, sent by this process to itself after the second optimizer step of fold 2:
+    # A real SIGINT, sent by this process to itself after the first optimizer step of fold 2:
     # Python raises KeyboardInterrupt there, inside the fold, as on Ctrl-C in a terminal.
     # (SIGKILL needs a process of its own: test_sigkill_mid_run_then_resume.)
     out, steps = tmp_path / "interrupted", []
 
     def interrupt(optimizer, args, kwargs):
         steps.append(1)
-        if len(steps) == 6:   # fold 1 takes 4 steps (16 clips, batch 4, 1 epoch)
+        if len(steps) == 3:   # fold 1 takes 2 steps (5 clips, batch 4, 1 epoch)
             os.kill(os.getpid(), signal.SIGINT)
     hook = register_optimizer_step_post_hook(interrupt)
     try:
@@ -284,7 +285,7 @@ def test_ctrl_c_mid_fold_stops_cleanly_and_resumes(dataset, whole, tmp_path, cap
     finally:
         hook.remove()
     err = capsys.readouterr().err
-    assert len(steps) == 6 and "\ninterrupted: finished folds are kept" in err and "Traceback" not in err
+    assert len(steps) == 3 and "\ninterrupted: finished folds are kept" in err and "Traceback" not in err
     assert os.listdir(out / "folds") == ["01.json"]   # fold 1 kept, nothing half-written
     assert run(dataset, out) == 0   # the same command resumes
     assert pd.read_csv(out / "predictions.csv").equals(pd.read_csv(whole / "predictions.csv"))
@@ -365,9 +366,9 @@ def test_summary_reports_per_dataset_for_the_composite(tmp_path):
 
 
 def test_sigkill_during_preprocessing_leaves_only_complete_caches(dataset, tmp_path, capsys):
-    # 10 clips, 2 workers: the kill comes once 4 caches are written, with pairs in flight in the
+    # 5 clips, 2 workers: the kill comes once 2 caches are written, with pairs in flight in the
     # workers and perhaps a cache half-written by this process
-    sheet = builders.subset_sheet(dataset, ["01", "02"], tmp_path / "sheet.csv")
+    sheet = builders.subset_sheet(dataset, ["01"], tmp_path / "sheet.csv")
     cache = tmp_path / "cache"
     args = ["--csv_path", sheet, "--root", dataset["root"], "--catego", "CASME", "--cache_dir", str(cache),
             "--workers", "2"]
@@ -376,17 +377,17 @@ def test_sigkill_during_preprocessing_leaves_only_complete_caches(dataset, tmp_p
                             start_new_session=True)
     deadline = time.time() + 120
     count = lambda: sum(f.endswith(".npz") for _, _, fs in os.walk(cache) for f in fs)
-    while count() < 4 and proc.poll() is None and time.time() < deadline:
+    while count() < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)   # the whole process group: the workers too
     proc.wait()
     made = [os.path.join(r, f) for r, _, fs in os.walk(cache) for f in fs if f.endswith(".npz")]
-    assert 4 <= len(made) < 10
+    assert 2 <= len(made) < 5
     for f in made:   # every .npz there is complete and loads
         with np.load(f) as z:
             assert z["u"].shape == (227, 227) and "meta" in z
     assert save_preprocess_weight.main(args) == 0   # the rerun (in this process) keeps them all
-    assert f"{len(made)} valid" in capsys.readouterr().out and count() == 10
+    assert f"{len(made)} valid" in capsys.readouterr().out and count() == 5
 
 
 def test_train_stops_on_samples_it_cannot_preprocess(dataset, tmp_path, capsys):
@@ -394,19 +395,22 @@ def test_train_stops_on_samples_it_cannot_preprocess(dataset, tmp_path, capsys):
     root = tmp_path / "frames"   # subjects 01 and 02 (10 clips): the frames edited are a copy
     for s in ("sub01", "sub02"):
         shutil.copytree(os.path.join(dataset["root"], s), root / s)
-    sheet = builders.subset_sheet(dataset, ["01", "02"], tmp_path / "sheet.csv")
+    # 01's caches are the demo's (caches follow the frames' content, not their path): the run
+    # makes the 5 of 02, one of which fails
+    shutil.copytree(os.path.join(dataset["cache"], "01"), tmp_path / "cache" / "01")
     victim = sorted((root / "sub02").iterdir())[0]
     os.remove(sorted(victim.iterdir())[-1])   # the clip's last frame: its offset (and maybe apex)
     os.remove(sorted(victim.iterdir())[0])    # and its onset
-    argv = ["--path", sheet, "--img_root", str(root), "--cache_dir", str(tmp_path / "cache"),
+    argv = ["--path", dataset["sheet"], "--img_root", str(root), "--cache_dir", str(tmp_path / "cache"),
             "--weight_save_path", str(tmp_path / "run"), "--epochs", "1", "--workers", "1"]
     assert train.main(argv) == 2
     cap = capsys.readouterr()
     assert f"02/{victim.name}" in cap.out and "frame not found" in cap.out
     last = cap.err.strip().splitlines()[-1]   # (tqdm's progress bar is on stderr too)
     assert last == "error: 1 samples could not be preprocessed (see above)" and "Traceback" not in cap.err
-    # the other 9 caches were made and are kept for the next run
-    assert sum(f.endswith(".npz") for _, _, fs in os.walk(tmp_path / "cache") for f in fs) == 9
+    # the 4 other caches of 02 were made and are kept for the next run, beside 01's
+    made = {s: sum(f.endswith(".npz") for f in os.listdir(tmp_path / "cache" / s)) for s in ("01", "02")}
+    assert made == {"01": 5, "02": 4}
 
 
 def test_per_epoch_scores_authors_protocol_and_keras_weights(dataset, tmp_path, capsys):
@@ -414,9 +418,8 @@ def test_per_epoch_scores_authors_protocol_and_keras_weights(dataset, tmp_path, 
     from test_network import alexnet_convs, write_keras1_h5
     h5 = tmp_path / "alexnet_weights.h5"
     write_keras1_h5(h5, {k: (w * 0.01, b * 0.01) for k, (w, b) in alexnet_convs().items()})
-    out = tmp_path / "run"   # on subjects 01 and 02 (two folds of 5 clips): what is scored, not how well
-    two = dict(dataset, sheet=builders.subset_sheet(dataset, ["01", "02"], tmp_path / "sheet.csv"))
-    assert run(two, out, "--pretrained", str(h5), epochs=3) == 0
+    out = tmp_path / "run"   # two folds of 5 clips: what is scored, not how well
+    assert run(dataset, out, "--pretrained", str(h5), epochs=3) == 0
     log = (out / "train.log").read_text()
     assert "Keras 1 HDF5" in log and hashlib.sha256(h5.read_bytes()).hexdigest() in log
     s = json.loads((out / "summary.json").read_text())
@@ -683,12 +686,12 @@ def test_authors_order_is_subjects_then_sheet_order():
     assert train.authors_order(np.array([0, 2, 3, 5]), subjects).tolist() == [0, 2, 5, 3]   # held out: 01
 
 
-def test_keras_recipe_batches_are_the_authors_order_every_epoch(dataset, tmp_path, monkeypatch):
+def test_keras_recipe_batches_are_the_authors_order_every_epoch(demo, tmp_path, monkeypatch):
     seen = []
     loss = train.keras_crossentropy
     monkeypatch.setattr(train, "keras_crossentropy", lambda z, t: seen.append(t.tolist()) or loss(z, t))
-    assert run(dataset, tmp_path / "run", "--subjects", "01", epochs=2) == 0
-    t = dl.read_samples(dataset["sheet"], dataset["root"], "CASME").table
+    assert run(demo, tmp_path / "run", "--subjects", "01", epochs=2) == 0
+    t = dl.read_samples(demo["sheet"], demo["root"], "CASME").table
     order = t.label[t.subject != "01"].tolist()   # subjects 02, 03, 04, each in sheet order
     assert [len(b) for b in seen] == [4, 4, 4, 3] * 2   # consecutive batches, the last one shorter
     assert sum(seen, []) == order * 2
@@ -696,24 +699,24 @@ def test_keras_recipe_batches_are_the_authors_order_every_epoch(dataset, tmp_pat
 
 def test_keras_recipe_carries_adams_counter_across_folds(dataset, whole, tmp_path, capsys):
     alone, port = tmp_path / "alone", tmp_path / "port"
-    folds = [json.loads((whole / "folds" / f"{s}.json").read_text()) for s in ("01", "02", "03", "04")]
+    folds = [json.loads((whole / "folds" / f"{s}.json").read_text()) for s in ("01", "02")]
     config = json.loads((whole / "config.json").read_text())
     assert config["recipe"] == "keras" and config["epochs"] == 1
-    steps = [-(-(20 - len(f["rows"])) // 4) for f in folds]   # epochs x ceil(n_train / batch)
-    assert [f["optimizer_start_step"] for f in folds] == [sum(steps[:k]) for k in range(4)] == [0, 4, 8, 12]
+    steps = [-(-(10 - len(f["rows"])) // 4) for f in folds]   # epochs x ceil(n_train / batch)
+    assert [f["optimizer_start_step"] for f in folds] == [sum(steps[:k]) for k in range(2)] == [0, 2]
     # a fold run alone starts where the full run started it, and predicts the same
-    assert run(dataset, alone, "--subjects", "03") == 0
-    one = json.loads((alone / "folds" / "03.json").read_text())
-    assert one["optimizer_start_step"] == 8 and one["rows"] == folds[2]["rows"]
+    assert run(dataset, alone, "--subjects", "02") == 0
+    one = json.loads((alone / "folds" / "02.json").read_text())
+    assert one["optimizer_start_step"] == 2 and one["rows"] == folds[1]["rows"]
     # the port-style recipe: a fresh Adam per fold, other predictions
-    assert run(dataset, port, "--subjects", "03", "--recipe", "pytorch") == 0
-    other = json.loads((port / "folds" / "03.json").read_text())
+    assert run(dataset, port, "--subjects", "02", "--recipe", "pytorch") == 0
+    other = json.loads((port / "folds" / "02.json").read_text())
     assert other["optimizer_start_step"] == 0 and other["rows"] != one["rows"]
     # a folder of one recipe is refused to the other; folders from before --recipe are pytorch ones
     capsys.readouterr()
-    assert run(dataset, port, "--subjects", "02") == 2
+    assert run(dataset, port, "--subjects", "01") == 2
     assert "recipe='pytorch'" in capsys.readouterr().err
     cfg = json.loads((port / "config.json").read_text())
     del cfg["recipe"]
     (port / "config.json").write_text(json.dumps(cfg))
-    assert run(dataset, port, "--subjects", "02", "--recipe", "pytorch") == 0
+    assert run(dataset, port, "--subjects", "01", "--recipe", "pytorch") == 0
