@@ -18,9 +18,11 @@ import compare
 CLASSES = ["happiness", "disgust", "repression", "surprise", "others"]
 
 
-def write_run(run, rows, classes=CLASSES, seed=0, epochs=None, **config):
+def write_run(run, rows, classes=CLASSES, seed=0, epochs=None, summarize=True, **config):
     """A run folder as train.py leaves it: rows (subject, label, prediction) as class indices;
-    with `epochs`, each fold also gets that many copies of its predictions as epoch_predictions."""
+    with `epochs`, each fold also gets that many copies of its predictions as epoch_predictions.
+    Returns its summary; with summarize=False only the folds are written (a seed of a multi-seed
+    folder that compare.summarize will summarize)."""
     os.makedirs(os.path.join(run, "folds"))
     with open(os.path.join(run, "config.json"), "w") as f:
         json.dump(dict(classes=classes, seed=seed, epochs=epochs or 1) | config, f)
@@ -32,7 +34,7 @@ def write_run(run, rows, classes=CLASSES, seed=0, epochs=None, **config):
             fold["epoch_predictions"] = [[r["prediction"] for r in mine]] * epochs
         with open(os.path.join(run, "folds", f"{s}.json"), "w") as f:
             json.dump(fold, f)
-    return compare.summarize(run, log=lambda *_: None)
+    return compare.summarize(run, log=lambda *_: None) if summarize else None
 
 
 def casme_sized(seed, right=0.7):
@@ -203,7 +205,7 @@ def test_multi_seed_folders_summarized_and_compared_seed_by_seed(tmp_path, capsy
     for s in (0, 1, 2):   # B is A with a seed-dependent share of errors fixed
         rng = np.random.default_rng(s)
         a = [(su, l, l if rng.random() < 0.1 else p) for su, l, p in base]
-        write_run(str(tmp_path / "A" / f"seed{s}"), a, seed=s, epochs=2)
+        write_run(str(tmp_path / "A" / f"seed{s}"), a, seed=s, epochs=2, summarize=False)
         b = [(su, l, l if rng.random() < 0.3 else p) for su, l, p in a]
         write_run(str(tmp_path / "B" / f"seed{s}"), b, seed=s, epochs=2)
     write_run(str(tmp_path / "B" / "seed7"), base, seed=7, epochs=2)   # not in A: left out

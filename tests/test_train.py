@@ -90,11 +90,11 @@ def test_summary_agrees_with_predictions(whole):
 
 def test_demo_learns_and_shuffled_labels_fall_to_chance(demo, tmp_path):
     # The flow stream alone (SSSN F, half of DSSN's work) learns the 4-subject demo's five movements
-    # in 6 epochs with the default recipe, while labels permuted within each subject stay near
-    # chance. (DSSN needs 5 epochs for the same: docs/demo.md has the runs.)
+    # in 5 epochs with the default recipe, while labels permuted within each subject stay near
+    # chance. (4 epochs give UF1 0.893, DSSN needs 5 too: docs/demo.md has the runs.)
     flow = ["--model", "SSSN", "--image_mode", "F"]
-    assert run(demo, tmp_path / "real", *flow, epochs=6) == 0   # all 4 subjects: 15 clips to learn from
-    assert run(demo, tmp_path / "shuffled", *flow, "--shuffle_labels", epochs=6) == 0
+    assert run(demo, tmp_path / "real", *flow, epochs=5) == 0   # all 4 subjects: 15 clips to learn from
+    assert run(demo, tmp_path / "shuffled", *flow, "--shuffle_labels", epochs=5) == 0
     real = json.loads((tmp_path / "real" / "summary.json").read_text())
     shuffled = json.loads((tmp_path / "shuffled" / "summary.json").read_text())
     assert real["uf1"] >= 0.9, real["uf1"]
@@ -118,13 +118,13 @@ def test_demo_learns_and_shuffled_labels_fall_to_chance(demo, tmp_path):
 
 
 def test_seeds_into_one_folder_mean_and_sd_over_their_summaries(dataset, tmp_path, capsys):
-    out = tmp_path / "seeds"   # one epoch a fold
-    assert run(dataset, out, "--seeds", "0", "1", "2") == 0
+    out = tmp_path / "seeds"   # two seeds (an sd needs no more), one epoch a fold
+    assert run(dataset, out, "--seeds", "0", "1") == 0
     printed = capsys.readouterr().out
-    own = [json.loads((out / f"seed{s}" / "summary.json").read_text()) for s in (0, 1, 2)]
-    assert [m["config"]["seed"] for m in own] == [0, 1, 2]
+    own = [json.loads((out / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+    assert [m["config"]["seed"] for m in own] == [0, 1]
     top = json.loads((out / "summary.json").read_text())
-    assert top["seeds"] == [0, 1, 2] and top["per_seed"]["1"]["uf1"] == own[1]["uf1"]
+    assert top["seeds"] == [0, 1] and top["per_seed"]["1"]["uf1"] == own[1]["uf1"]
     for k in ("accuracy", "uf1", "uar", "weighted_f1", "author_f1"):
         assert top["mean"][k] == pytest.approx(np.mean([m[k] for m in own]))
         assert top["sd"][k] == pytest.approx(np.std([m[k] for m in own], ddof=1))
@@ -133,15 +133,15 @@ def test_seeds_into_one_folder_mean_and_sd_over_their_summaries(dataset, tmp_pat
         assert top["authors_protocol"]["mean"][k] == pytest.approx(np.mean(ap))
         assert top["authors_protocol"]["sd"][k] == pytest.approx(np.std(ap, ddof=1))
     assert (out / "learning_curves.png").is_file() and "mean +- sd" in printed
-    assert "3 seeds (0 1 2), each 2 folds over 10 samples" in printed
+    assert "2 seeds (0 1), each 2 folds over 10 samples" in printed
     # a seed's folder is what --seed N gives (one fold is enough to show it)
     assert run(dataset, tmp_path / "one", "--seed", "1", "--subjects", "02") == 0
     fold = lambda r: {k: v for k, v in json.loads((r / "folds" / "02.json").read_text()).items()
                       if k != "seconds"}
     assert fold(out / "seed1") == fold(tmp_path / "one")
     # rerunning trains nothing; --summarize on the multi-seed folder rewrites the same top summary
-    assert run(dataset, out, "--seeds", "0", "1", "2") == 0
-    assert capsys.readouterr().out.count("done earlier, kept") == 6
+    assert run(dataset, out, "--seeds", "0", "1") == 0
+    assert capsys.readouterr().out.count("done earlier, kept") == 4
     os.remove(out / "summary.json")
     assert train.main(["--summarize", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text()) == top
@@ -503,8 +503,8 @@ from test_dataloader import data, write_samm_sheet  # noqa: E402,F401  (the nati
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory):
     d = tmp_path_factory.mktemp("layouts")
-    return dict(dir=d, c3_sheet=builders.build_casme3(str(d / "casme3"), subjects=3, frames=4),
-                c3_root=str(d / "casme3"), csv=builders.build_custom(str(d / "custom"), subjects=3, frames=4),
+    return dict(dir=d, c3_sheet=builders.build_casme3(str(d / "casme3"), subjects=2, frames=4),
+                c3_root=str(d / "casme3"), csv=builders.build_custom(str(d / "custom"), subjects=2, frames=4),
                 cu_root=str(d / "custom"))
 
 
@@ -517,19 +517,19 @@ def test_casme3_preprocess_and_loso(layouts, capsys):
     data3 = ["--catego", "CASME3", "--csv_path", layouts["c3_sheet"], "--root", layouts["c3_root"]]
     assert save_preprocess_weight.main(data3 + ["--cache_dir", cache, "--workers", "2"]) == 0
     made = sorted(os.path.relpath(os.path.join(r, f), cache) for r, _, fs in os.walk(cache) for f in fs)
-    assert len(made) == 18 and made[:3] == ["spNO.1/a_1.npz", "spNO.1/a_5.npz", "spNO.1/a_9.npz"]
+    assert len(made) == 12 and made[:3] == ["spNO.1/a_1.npz", "spNO.1/a_5.npz", "spNO.1/a_9.npz"]
     out = d / "run3"
     assert train.main(tiny("--catego", "CASME3", "--path", layouts["c3_sheet"],
                            "--img_root", layouts["c3_root"],
                            "--cache_dir", cache, "--weight_save_path", str(out))) == 0
     p = pd.read_csv(out / "predictions.csv")
-    assert len(p) == 18 and sorted(os.listdir(out / "folds")) == ["spNO.1.json", "spNO.2.json", "spNO.3.json"]
+    assert len(p) == 12 and sorted(os.listdir(out / "folds")) == ["spNO.1.json", "spNO.2.json"]
     assert (not p.duplicated(["subject", "filename", "onset"]).any()
             and p.duplicated(["subject", "filename"]).any())
-    assert set(p.label) <= {"negative", "positive", "surprise"} and (p.label == "negative").sum() == 12
+    assert set(p.label) <= {"negative", "positive", "surprise"} and (p.label == "negative").sum() == 8
     s = json.loads((out / "summary.json").read_text())
-    assert s["folds"] == 3 and s["config"]["protocol"] == "loso" and s["config"]["catego"] == "CASME3"
-    assert "LOSO over 3 subjects, 18 samples" in capsys.readouterr().out
+    assert s["folds"] == 2 and s["config"]["protocol"] == "loso" and s["config"]["catego"] == "CASME3"
+    assert "LOSO over 2 subjects, 12 samples" in capsys.readouterr().out
 
 
 def test_custom_trains_with_its_own_classes_and_predicts(layouts, capsys):
@@ -539,7 +539,7 @@ def test_custom_trains_with_its_own_classes_and_predicts(layouts, capsys):
             "--cache_dir", str(d / "cache_custom")]
     assert train.main(tiny(*base, "--weight_save_path", str(d / "custom"))) == 0
     p = pd.read_csv(d / "custom" / "predictions.csv")
-    assert len(p) == 9 and set(p.label) == {"disgust", "happy", "surprise"} and (p.onset == 12).all()
+    assert len(p) == 6 and set(p.label) == {"disgust", "happy", "surprise"} and (p.onset == 12).all()
     assert [c for c in p.columns if c.startswith("p_")] == ["p_disgust", "p_happy", "p_surprise"]
     assert ("classes from the emotions of the sheet, sorted: disgust, happy, surprise"
             in capsys.readouterr().out)
@@ -547,8 +547,8 @@ def test_custom_trains_with_its_own_classes_and_predicts(layouts, capsys):
     assert train.main(tiny(*base, "--classes", "surprise", "happy",
                            "--weight_save_path", str(d / "two"))) == 0
     s = json.loads((d / "two" / "summary.json").read_text())
-    assert s["config"]["classes"] == ["happy", "surprise"] and s["samples"] == 6
-    assert "caches: 6 valid" in capsys.readouterr().out
+    assert s["config"]["classes"] == ["happy", "surprise"] and s["samples"] == 4
+    assert "caches: 4 valid" in capsys.readouterr().out
     # --final, then predict.py on one of its clips: the CSV's classes come back from final.pt
     assert train.main(tiny(*base, "--final", "--weight_save_path", str(d / "final"))) == 0
     row = dl.read_samples(layouts["csv"], layouts["cu_root"], "CUSTOM").table.iloc[0]
@@ -557,7 +557,7 @@ def test_custom_trains_with_its_own_classes_and_predicts(layouts, capsys):
             and out["prediction"] in extra["classes"])
     ckpt = torch.load(d / "final" / "final.pt", weights_only=True)
     assert (ckpt["catego"] == "CUSTOM" and "P1/clips/P1_happy@12" in ckpt["sample_ids"]
-            and len(ckpt["sample_ids"]) == 9)
+            and len(ckpt["sample_ids"]) == 6)
     assert ckpt["recipe"] == "keras"
 
 

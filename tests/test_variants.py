@@ -3,6 +3,7 @@ finished variants reused when the command is repeated."""
 import csv
 import json
 import os
+import shutil
 
 import pytest
 
@@ -21,16 +22,26 @@ def test_grid_is_the_papers():
 
 
 @pytest.fixture(scope="module")
-def grid_run(demo, tmp_path_factory):
-    # subjects 01 and 02 of the shared demo (10 clips), whose caches are built
-    d = tmp_path_factory.mktemp("variants")
-    sheet = builders.subset_sheet(demo, ["01", "02"], d / "sheet.csv")
-    argv = ["--path", sheet, "--img_root", demo["root"], "--cache_dir", demo["cache"],
-            "--epochs", "1", "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2",
-            "--out", str(d / "out")]
+def grid_run(demo, once):
+    """Three variants on subjects 01 and 02 of the shared demo (10 clips, caches built), trained
+    once for all workers. Read it; a test that runs variants.py again runs it on own_copy."""
+    def argv(d):
+        return ["--path", str(d / "sheet.csv"), "--img_root", demo["root"], "--cache_dir", demo["cache"],
+                "--epochs", "1", "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2",
+                "--out", str(d / "out")]
     narrow = ["--models", "SSSN", "DSSN", "--modes", "F", "G", "--fusions", "mul"]
-    rc = variants.main(argv + narrow)
-    return dict(argv=argv, narrow=narrow, out=d / "out", rc=rc)
+
+    def build(d):
+        builders.subset_sheet(demo, ["01", "02"], d / "sheet.csv")
+        assert variants.main(argv(d) + narrow) == 0
+    d = once("variants", build)
+    return dict(argv=argv(d), narrow=narrow, out=d / "out")
+
+
+def own_copy(grid_run, tmp_path):
+    """grid_run's command line and folder, on a copy of the folder (mtimes kept)."""
+    shutil.copytree(grid_run["out"], tmp_path / "out")
+    return dict(grid_run, argv=grid_run["argv"][:-1] + [str(tmp_path / "out")], out=tmp_path / "out")
 
 
 def read_csv(path):
@@ -39,7 +50,6 @@ def read_csv(path):
 
 
 def test_table_has_one_row_per_variant(grid_run):
-    assert grid_run["rc"] == 0
     out = grid_run["out"]
     rows = read_csv(out / "table.csv")
     assert [r["variant"] for r in rows] == ["SSSN_F", "SSSN_G", "DSSN_FG_mul"]
@@ -75,7 +85,8 @@ def test_table_has_one_row_per_variant(grid_run):
     assert not [f for f in os.listdir(out) if f.startswith(".tmp")]   # written atomically
 
 
-def test_rerun_trains_nothing(grid_run, capsys):
+def test_rerun_trains_nothing(grid_run, tmp_path, capsys):
+    grid_run = own_copy(grid_run, tmp_path)
     out = grid_run["out"]
     folds = sorted(out.glob("*/folds/*.json"))
     assert len(folds) == 6   # 3 variants x 2 subjects
@@ -88,7 +99,8 @@ def test_rerun_trains_nothing(grid_run, capsys):
     assert "| DSSN_FG_mul | DSSN | FG | mul |" in printed   # the table is printed at the end
 
 
-def test_only_runs_just_those_and_the_table_has_everything(grid_run, capsys):
+def test_only_runs_just_those_and_the_table_has_everything(grid_run, tmp_path, capsys):
+    grid_run = own_copy(grid_run, tmp_path)
     out = grid_run["out"]
     assert variants.main(grid_run["argv"] + ["--only", "SSSN_S"]) == 0
     assert ([r["variant"] for r in read_csv(out / "table.csv")]
@@ -100,7 +112,8 @@ def test_only_runs_just_those_and_the_table_has_everything(grid_run, capsys):
     assert err.startswith("error: --only DSSN_XY_mul: not a variant") and "\n" not in err
 
 
-def test_changed_settings_are_refused_not_mixed(grid_run, capsys):
+def test_changed_settings_are_refused_not_mixed(grid_run, tmp_path, capsys):
+    grid_run = own_copy(grid_run, tmp_path)
     argv = [a if a != "1" else "2" for a in grid_run["argv"]]   # --epochs 2
     assert variants.main(argv + ["--only", "SSSN_F"]) == 2
     err = capsys.readouterr().err
