@@ -320,10 +320,10 @@ def test_corrupt_or_foreign_cache_is_rebuilt_not_used(dataset, tmp_path, capsys)
 def test_two_shards_in_parallel_into_one_folder(dataset, whole, tmp_path):
     out = tmp_path / "parallel"
     base = train_cmd(dataset, out)
-    # (each process keeps the default thread count: CPU results are bit-identical only for the
-    # same number of threads, as the reduction order changes with it. Passive OpenMP threads sleep
-    # at a barrier instead of spinning, so two processes on two cores do not starve each other;
-    # the wait policy does not change what is computed.)
+    # (each process has this one's thread count, from OMP_NUM_THREADS (conftest): CPU results are
+    # bit-identical only for the same number of threads, as the reduction order changes with it.
+    # Passive OpenMP threads sleep at a barrier instead of spinning, so two processes on two cores
+    # do not starve each other; the wait policy does not change what is computed.)
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     procs = []
     for s in ("01", "02"):   # one fold each, as two jobs of an array would run them
