@@ -62,23 +62,23 @@ def parser():
 # building the caches: what train.py also runs for any cache that is missing
 
 def _prepare_one(job):
-    """Read, align and compute the flow of one pair (in a worker): (job, (onset, apex, u, v) or
-    None, error). Each worker computes whole pairs: the flow is most of a pair's time (the IPOL
-    flow runs on one thread, see pp.tvl1_ipol), so the pairs of N workers run on N cores."""
+    """All inputs of one pair, pp.features (in a worker): (job, features or None, error). Each
+    worker computes whole pairs: the flow is most of a pair's time (the IPOL flow runs on one
+    thread, see pp.tvl1_ipol), so the pairs of N workers run on N cores."""
     row, path, settings, _ = job
     try:
         onset, apex = pp.read_image(row["onset_path"]), pp.read_image(row["apex_path"])
-        on, ap = pp.crop_pair(onset, apex, settings["face"], row["onset_path"])
-        return job, (on, ap, *pp.tvl1_flow(pp.gray(on), pp.gray(ap), settings["flow"])), None
+        return job, pp.features(onset, apex, settings["face"], settings["encoding"], row["onset_path"],
+                                settings["flow"]), None
     except pp.PreprocessError as e:
         return job, None, str(e)
 
 
-def _write_one(job, on, ap, u, v):
-    """Encode one pair's inputs and write its cache atomically; an error line or None."""
+def _write_one(job, feats):
+    """Write one pair's cache atomically; an error line or None."""
     row, path, settings, sources = job
     try:
-        dl.write_cache(path, pp.encode(on, ap, u, v, settings["encoding"]), settings, sources, row)
+        dl.write_cache(path, feats, settings, sources, row)
         return None
     except OSError as e:   # e.g. a full or read-only cache folder: a failure of this sample
         return f"{e.filename or path}: cannot write cache ({e.strerror or e})"
@@ -87,8 +87,9 @@ def _write_one(job, on, ap, u, v):
 def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, quiet=False, flow="ipol"):
     """Compute and write the cache of every sample that lacks a valid one.
     Returns [(subject/filename@onset, reason)] of the failures; finished caches are never lost.
-    Workers prepare whole pairs (frames, alignment, flow); this process writes each cache as
-    its pair arrives, so an interrupted run keeps every cache written before it stopped."""
+    Workers prepare whole pairs (pp.features: alignment, flow, encoding); this process writes
+    each cache as its pair arrives, so an interrupted run keeps every cache written before it
+    stopped."""
     changed = []   # read_cache appends the caches whose sources changed
     jobs = [job for job in dl.cache_jobs(samples, cache_dir, encoding, face, flow)
             if dl.read_cache(*job[1:3], ["u"], job[3], changed) is None]
@@ -100,9 +101,9 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
         return failures
     workers = max(1, min(workers, len(jobs)))
     with utils.pool(workers) as pool:
-        for job, pair, err in utils.progress(pool.imap_unordered(_prepare_one, jobs), "preprocess", len(jobs),
-                                             "pair", disable=quiet):
-            err = err or _write_one(job, *pair)
+        for job, feats, err in utils.progress(pool.imap_unordered(_prepare_one, jobs), "preprocess", len(jobs),
+                                              "pair", disable=quiet):
+            err = err or _write_one(job, feats)
             if err:
                 failures.append((dl.sample_id(job[0]), err))
     return failures
