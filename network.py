@@ -82,7 +82,8 @@ class _LRN(torch.autograd.Function):
 
 class Dropout(nn.Dropout):
     """nn.Dropout, but on CPU with p=0.5 the mask comes from random bits (8 per random byte):
-    torch's bernoulli_ costs ~40 ms for a batch of 60 x 57,600 features. Same distribution."""
+    torch's bernoulli_ is slow on CPU at this size (60 x 57,600 features a batch; docs/performance.md).
+    Same distribution."""
 
     def forward(self, x):
         if not (self.training and self.p == 0.5 and x.device.type == "cpu"):
