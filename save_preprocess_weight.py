@@ -101,8 +101,8 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
         return failures
     workers = max(1, min(workers, len(jobs)))
     with utils.pool(workers) as pool:
-        done = pool.imap_unordered(_prepare_one, jobs)
-        for job, feats, err in utils.progress(done, "preprocess", len(jobs), "pair", disable=quiet):
+        results = pool.imap_unordered(_prepare_one, jobs)   # in the order they finish
+        for job, feats, err in utils.progress(results, "preprocess", len(jobs), "pair", disable=quiet):
             err = err or _write_one(job, feats)
             if err:
                 failures.append((dl.sample_id(job[0]), err))
