@@ -99,6 +99,22 @@ DATASETS = {
         root="the folder the CSV's `clip` paths are relative to",
         frames=[("{any}{n}.jpg", "dlib")], classes=None,
     ),
+    # Optical flow computed elsewhere, no frames (read_flows): a CSV `subject, clip, emotion, flow
+    # [, apex_image, dataset]` naming .flo / .npy / .npz flows or 8-bit (u, v, strain) images, or
+    # the MEGC 2019 composite's 28x28 images as STSTNet made them (redistributed by HTNet and
+    # CausalNet): with their CSV, or in their per-fold layout with no CSV. classes None: the
+    # emotions found (the composite's label codes read as negative / positive / surprise).
+    "FLOWS": dict(
+        prefix="flows", sheet=None, subject_width=0, flows=True, classes=None,
+        example="sub01/u_test/1/sub01_EP02_01f .png",
+        root="the folder the CSV's paths are relative to, or the per-fold layout's folder of subject folders",
+        composite=dict(columns=["dataset", "sub", "filename_o", "label"], image="{sub}_{filename_o} .png",
+                       apex="imagename", codes={"0": "negative", "1": "positive", "2": "surprise"}),
+        columns=["subject", "clip", "emotion", "flow"],   # the plain CSV's (+ apex_image, dataset)
+        folds=("u_test", "u_train"),   # <subject>/u_test/<label>/: that subject's samples, read once
+        # the composite's subject names -> its parts, for per-dataset scores and --protocol lodo
+        subject_datasets={r"sub\d+": "casme2", r"\d{3}": "samm", r"s\d+": "smic"},
+    ),
     # MEGC 2019 composite: each part read with its own 3-class set, subjects prefixed so LOSO runs
     # over all of them. Any datasets with a 3-class set of these names compose (--parts).
     "COMPOSITE": dict(parts=["CASME", "SAMM", "SMIC"], classes={3: NEG_POS_SUR}),
@@ -285,6 +301,10 @@ def read_samples(csv_path, root, catego, num_classes=None, classes=None, parts=N
     num_classes None = the dataset's default class set; classes keeps a subset of its classes."""
     if catego not in DATASETS:
         raise DataError(f"--catego {catego!r} unknown: expected one of {', '.join(DATASETS)}")
+    if DATASETS[catego].get("flows"):
+        if parts:
+            raise DataError(f"--parts goes with --catego COMPOSITE, not {catego}")
+        return read_flows(csv_path, root, catego, num_classes, classes)
     sheets, roots = utils.as_list(csv_path), utils.as_list(root)
     parts = composite_parts(catego, parts)
     need = [p for p in parts if DATASETS[p]["sheet"]]
@@ -429,6 +449,170 @@ def _read_one(csv_path, root, catego, num_classes, classes=None, check_classes=T
     return Samples(table, names, catego, notes, {catego: mapping})
 
 
+def _flow_dataset(subject, dataset=None):
+    """The dataset a flow sample belongs to: its CSV's `dataset`, else the composite's subject
+    naming (sub01 CASME II, 006 SAMM, s01 SMIC), else "flows"."""
+    if not _blank(dataset):
+        return str(dataset).strip()
+    for rx, name in DATASETS["FLOWS"]["subject_datasets"].items():
+        if re.fullmatch(rx, subject):
+            return name
+    return "flows"
+
+
+def _flow_csv(path, root, apex_root):
+    """Entries (subject, filename, emotion, flow, apex, dataset, where) of a FLOWS CSV: the plain
+    one, or the composite's (label codes, `{sub}_{filename_o} .png`, apex images named by
+    `imagename` in apex_root); and the notes of rows skipped."""
+    spec = DATASETS["FLOWS"]
+    comp = spec["composite"]
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: CSV not found") from None
+    except Exception as e:
+        raise DataError(f"{path}: cannot read CSV ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})") \
+            from None
+    df.columns = [str(c).strip() for c in df.columns]
+    lower = {c.lower(): c for c in df.columns}
+    composite = set(comp["columns"][1:]) <= set(df.columns)
+    if not composite and not set(spec["columns"]) <= set(lower):
+        raise DataError(f"{path}: expected columns {', '.join(spec['columns'])} [, apex_image, dataset] "
+                        f"or the composite's {', '.join(comp['columns'])}; it has {', '.join(df.columns)}")
+    if apex_root and not composite and "apex_image" not in lower:
+        raise DataError(f"{apex_root}: a second --img_root holds the composite CSV's apex images "
+                        f"(imagename); {path} has no such column")
+    entries, notes = [], []
+    for i, r in enumerate(df.to_dict("records")):
+        where = f"{path}: row {i + 2}"
+        get = lambda k: str(r.get(k, r.get(lower.get(k), ""))).strip()
+        if composite:
+            code = get("label")
+            emotion = comp["codes"].get(re.sub(r"\.0*$", "", code))
+            if emotion is None:
+                notes.append(f"{where}: label {code!r} is not one of {', '.join(comp['codes'])} "
+                             f"({', '.join(comp['codes'].values())}): skipped")
+                continue
+            subject, filename = get("sub"), get("filename_o")
+            flow = os.path.join(root, comp["image"].format(sub=subject, filename_o=filename))
+            apex = os.path.join(apex_root, get(comp["apex"])) if apex_root and get(comp["apex"]) else ""
+        else:
+            subject, filename, emotion = get("subject"), get("clip"), get("emotion").lower()
+            flow = os.path.join(root, get("flow"))
+            apex = os.path.join(root, get("apex_image")) if get("apex_image") else ""
+        if not subject or not filename or _blank(emotion):
+            notes.append(f"{where}: blank subject, clip or emotion: skipped")
+            continue
+        entries.append(dict(subject=subject, filename=filename, emotion=emotion, flow_path=flow,
+                            apex_path=apex, dataset=_flow_dataset(subject, get("dataset")), where=where))
+    return entries, notes
+
+
+def _flow_folds(root):
+    """Entries of the composite's per-fold layout `<subject>/u_test/<label>/<subject>_<clip> .png`
+    (each subject's own samples; u_train repeats the others' and is not read), and notes."""
+    spec = DATASETS["FLOWS"]
+    codes, (test, train) = spec["composite"]["codes"], spec["folds"]
+    entries, notes = [], []
+    subjects = sorted(n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)))
+    for subject in subjects:
+        folder = os.path.join(root, subject, test)
+        if not os.path.isdir(folder):
+            notes.append(f"{os.path.join(root, subject)}: no {test}/ folder: subject skipped")
+            continue
+        for code in sorted(os.listdir(folder)):
+            where = os.path.join(folder, code)
+            if code not in codes:
+                notes.append(f"{where}: label folder {code!r} is not one of {', '.join(codes)}: skipped")
+                continue
+            for name in sorted(os.listdir(where)):
+                stem = os.path.splitext(name)[0].strip()
+                filename = stem[len(subject) + 1:] if stem.startswith(subject + "_") else stem
+                entries.append(dict(subject=subject, filename=filename, emotion=codes[code],
+                                    flow_path=os.path.join(where, name), apex_path="",
+                                    dataset=_flow_dataset(subject), where=os.path.join(where, name)))
+    if not entries and not any(os.path.isdir(os.path.join(root, s, train)) for s in subjects):
+        raise DataError(f"{root}: no CSV given (--path) and no per-fold layout "
+                        f"<subject>/{test}/<label>/ here (it holds {_listing(root)})")
+    return entries, notes
+
+
+def read_flows(csv_path, root, catego="FLOWS", num_classes=None, classes=None):
+    """The samples of precomputed optical flow (the FLOWS row of DATASETS): from a CSV (plain, or
+    the composite's with --img_root its image folder and, optionally, the folder of its apex face
+    images), or from the composite's per-fold layout given as the root alone. A sample's onset
+    and apex are 0: its flow file is its source. Rows that cannot be samples (a label outside the
+    class set, a duplicate, a subject folder without u_test) are skipped, each named in a note."""
+    sheets, roots = utils.as_list(csv_path), utils.as_list(root)
+    if len(sheets) > 1 or not roots or len(roots) > 1 + len(sheets):
+        raise DataError(f"--catego {catego} takes at most one CSV and its folder (with the composite's "
+                        f"CSV, a second folder: its apex face images); got {len(sheets)} CSV and "
+                        f"{len(roots)} folders")
+    for r in roots:
+        if not os.path.isdir(r):
+            raise DataError(f"{r}: {catego} folder not found (expected {DATASETS[catego]['root']})")
+    entries, notes = _flow_csv(sheets[0], roots[0], roots[1] if len(roots) > 1 else None) if sheets \
+        else _flow_folds(roots[0])
+    source = sheets[0] if sheets else roots[0]
+    seen, owner, keep = {}, {}, []
+    for e in entries:
+        key = (e["subject"], e["filename"])
+        if key in seen:
+            notes.append(f"{e['where']}: sample {e['subject']}/{e['filename']} found twice (first at "
+                         f"{seen[key]}): skipped")
+            continue
+        if owner.setdefault(e["subject"], (e["dataset"], e["where"]))[0] != e["dataset"]:
+            raise DataError(f"{e['where']}: subject {e['subject']} is in dataset {e['dataset']} here and in "
+                            f"{owner[e['subject']][0]} at {owner[e['subject']][1]}: name the subjects apart")
+        seen[key] = e["where"]
+        keep.append(e)
+    mapping = class_set(catego, num_classes, classes, [e["emotion"] for e in keep])
+    names = list(mapping)
+    rows = [dict(e, onset=0, apex=0, label=names.index(e["emotion"]), flow_kind=pp.flow_kind(e["flow_path"]),
+                 onset_path="", face="none") for e in keep if e["emotion"] in mapping]
+    dropped = collections.Counter(e["emotion"] for e in keep if e["emotion"] not in mapping)
+    if dropped:
+        notes.append(f"dropped {sum(dropped.values())} (not in the {len(names)}-class set): "
+                     + ", ".join(f"{k} {v}" for k, v in dropped.most_common()))
+    if not rows:
+        raise DataError(f"{source}: no sample" + (f" ({notes[0]})" if notes else ""))
+    table = pd.DataFrame(rows)
+    _check_classes(table, names, source)
+    return Samples(table, names, catego, notes, {d: mapping for d in dict.fromkeys(table.dataset)})
+
+
+def stream_modes(samples):
+    """The third channels (of F S G) that every sample can give: all three from frames; from a
+    float flow file F and S, from an 8-bit flow image S as stored (its per-image scaling lost the
+    flow's scale, so no magnitude); G only where the sample has an apex image."""
+    t = samples.table
+    if "flow_kind" not in t:
+        return list(pp.MODES)
+    can = set(pp.MODES)
+    for kind, apex in zip(t.flow_kind, t.apex_path):
+        can &= ({"F", "S"} if kind == "float" else {"S"}) | ({"G"} if apex else set())
+    return [m for m in pp.MODES if m in can]
+
+
+def check_modes(samples, image_mode):
+    """Refuse, in one line that says what would work, a stream the data cannot honestly give."""
+    can = stream_modes(samples)
+    for m in image_mode:
+        if m not in pp.MODES:
+            raise DataError(f"--image_mode {m!r} unknown: expected some of {', '.join(pp.MODES)}")
+        if m in can:
+            continue
+        t = samples.table
+        why = {"F": "8-bit flow images (e.g. {}) hold u, v and strain min-max scaled per image, so the "
+                    "flow's magnitude is lost",
+               "S": "",
+               "G": "no apex face image for e.g. {} (a CSV column apex_image; with the composite's CSV, the "
+                    "folder of its imagename images as a second --img_root)"}[m]
+        example = t.flow_path[(t.flow_kind == "image") if m == "F" else (t.apex_path == "")].iloc[0]
+        raise DataError(f"--image_mode {m}: {why.format(example)}; this data gives "
+                        f"{' '.join(can) or 'no stream'}")
+
+
 def _check_classes(table, names, source):
     if table.label.nunique() < 2:
         raise DataError(f"{source}: only one class ({names[table.label[0]]}) is present; need two or more")
@@ -479,7 +663,17 @@ def cache_file(cache_dir, row):
 
 
 def cache_settings(row, encoding, flow="ipol"):
+    if row.get("flow_path"):   # a precomputed flow file (FLOWS): no face or flow settings apply
+        return pp.file_settings(row["flow_kind"], encoding)
     return pp.settings(row["face"], encoding, flow)
+
+
+def source_paths(row):
+    """The files a sample's cache is made from: its onset and apex frames, or its flow file and
+    apex image (if any)."""
+    flow = row.get("flow_path")
+    files = (flow, row["apex_path"]) if flow else (row["onset_path"], row["apex_path"])
+    return [p for p in files if p]
 
 
 def cache_jobs(samples, cache_dir, encoding, face, flow):
@@ -492,12 +686,18 @@ def cache_jobs(samples, cache_dir, encoding, face, flow):
 
 
 def frame_sources(samples):
-    """Per row, what its cache is made from: onset and apex numbers, sha256 of the two frame files.
+    """Per row, what its cache is made from: onset and apex numbers, sha256 of the two frame files
+    (of a FLOWS sample: sha256 of its flow file and of its apex image, None without one).
     Content, not size + mtime: a copy or rsync of a dataset changes mtimes, and two small images
     hash in well under a millisecond. Hashed once per Samples, for caches and run folders alike."""
+    def one(r):
+        if r.get("flow_path"):
+            return dict(flow_sha256=utils.sha256(r["flow_path"]),
+                        apex_sha256=utils.sha256(r["apex_path"]) if r["apex_path"] else None)
+        return dict(onset=int(r["onset"]), apex=int(r["apex"]), onset_sha256=utils.sha256(r["onset_path"]),
+                    apex_sha256=utils.sha256(r["apex_path"]))
     if samples.sources is None or len(samples.sources) != len(samples.table):
-        samples.sources = [dict(onset=int(r.onset), apex=int(r.apex), onset_sha256=utils.sha256(r.onset_path),
-                                apex_sha256=utils.sha256(r.apex_path)) for r in samples.table.itertuples()]
+        samples.sources = [one(r) for r in samples.table.to_dict("records")]
     return samples.sources
 
 
@@ -520,8 +720,7 @@ def read_cache(path, want_settings, keys, sources=None, why=None):
 
 def write_cache(path, feats, settings, sources, row):
     """One sample's cache, written atomically: its arrays and what read_cache compares."""
-    meta = json.dumps({"settings": settings, "sources": sources, "onset": row["onset_path"],
-                       "apex": row["apex_path"]})
+    meta = json.dumps({"settings": settings, "sources": sources, "files": source_paths(row)})
     utils.atomic_write(path, lambda f: np.savez(f, meta=meta, **feats))
 
 
@@ -542,9 +741,7 @@ class Streams:
 
 def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto", flow="ipol"):
     """Read every cache once and build the (u, v, X) streams for `image_mode` (e.g. ["F", "G"])."""
-    for m in image_mode:
-        if m not in pp.MODES:
-            raise DataError(f"--image_mode {m!r} unknown: expected some of {', '.join(pp.MODES)}")
+    check_modes(samples, image_mode)
     t = samples.table
     x = np.empty((len(image_mode), len(t), pp.SIZE, pp.SIZE, 3), np.uint8)
     for i, (row, path, settings, sources) in enumerate(cache_jobs(samples, cache_dir, encoding, face, flow)):

@@ -50,9 +50,18 @@ def settings(face, encoding, flow="ipol"):
     (so caches made with one flow method are never read as the other)."""
     if flow not in FLOW_METHODS:
         raise ValueError(f"--flow must be one of {', '.join(FLOW_METHODS)}, got {flow!r}")
-    return {"version": 1, "size": SIZE, "face": face, "encoding": encoding, "flow": flow,
+    return {"version": 2, "size": SIZE, "face": face, "encoding": encoding, "flow": flow,
             "tvl1": IPOL_TVL1 if flow == "ipol" else TVL1,
             "align": [ALIGN_WIDTH, *ALIGN_EYE], "strain_scale": STRAIN_SCALE}
+
+
+def file_settings(kind, encoding):
+    """settings() of a cache made from a precomputed flow file of `kind` (see flow_kind): float
+    flows are encoded as computed ones are; 8-bit flow images are only resized."""
+    if kind == "float":
+        return {"version": 2, "size": SIZE, "source": "float flow file", "encoding": encoding,
+                "resize": "bilinear, vectors scaled", "strain_scale": STRAIN_SCALE}
+    return {"version": 2, "size": SIZE, "source": "8-bit flow image", "resize": "nearest"}
 
 
 def read_image(path):
@@ -360,13 +369,21 @@ def gray(img):
     return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
 
 
-def encode(on, ap, u, v, encoding="fixed"):
-    """The DSSN inputs of aligned BGR crops `on`, `ap` and their flow (u, v), as uint8 images."""
+def encode_flow(u, v, encoding="fixed"):
+    """The flow's DSSN inputs u, v, F, S as uint8 images, and the flow itself (H, W, 2) float32
+    in pixels (kept in the cache, so the flow can be exported without computing it again)."""
     return {
         "u": to_uint8(u, FLOW_SCALE, FLOW_OFFSET, encoding),
         "v": to_uint8(v, FLOW_SCALE, FLOW_OFFSET, encoding),
         "F": to_uint8(np.sqrt(u * u + v * v), FLOW_SCALE, FLOW_OFFSET, encoding),
         "S": to_uint8(optical_strain(u, v), STRAIN_SCALE, 0.0, encoding),
+        "flow": np.stack([u, v], -1).astype(np.float32),
+    }
+
+
+def encode(on, ap, u, v, encoding="fixed"):
+    """The DSSN inputs of aligned BGR crops `on`, `ap` and their flow (u, v), as uint8 images."""
+    return encode_flow(u, v, encoding) | {
         "G": gray(ap),
         "onset": cv2.cvtColor(on, cv2.COLOR_BGR2RGB),
         "apex": cv2.cvtColor(ap, cv2.COLOR_BGR2RGB),
@@ -385,3 +402,127 @@ def stream(feats, mode):
     if mode not in MODES:
         raise ValueError(f"--image_mode must be among {', '.join(MODES)}, got {mode!r}")
     return np.stack([feats["u"], feats["v"], feats[mode]], axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flow that was computed elsewhere: Middlebury .flo files (what the IPOL program writes), float
+# arrays (.npy / .npz) and 8-bit (u, v, strain) images as STSTNet made the MEGC 2019 composite's
+# (christy1206/STSTNet; redistributed by HTNet and CausalNet).
+
+FLO_TAG = 202021.25   # Middlebury .flo: float32 tag, int32 width, int32 height, (u, v) float32 rows
+FLOAT_FLOW_EXTS = (".flo", ".npy", ".npz")
+# The 28x28 images are upsampled to the network's 227x227 with nearest neighbours: the authors'
+# Keras code loaded its inputs with load_img(target_size=(227, 227)), whose default is 'nearest'.
+IMAGE_RESIZE = cv2.INTER_NEAREST
+STSTNET_SIZE = 28   # STSTNet's input side
+
+
+def flow_kind(path):
+    """"float" (u, v in pixels: .flo, .npy, .npz) or "image" (8-bit u, v, strain) by extension."""
+    return "float" if os.path.splitext(str(path))[1].lower() in FLOAT_FLOW_EXTS else "image"
+
+
+def read_flo(path):
+    """A Middlebury .flo file as (H, W, 2) float32, checked: tag, size, finite values."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        body = f.read()
+    if len(head) < 12 or np.frombuffer(head[:4], "<f4")[0] != FLO_TAG:
+        raise PreprocessError(f"{path}: not a .flo file (no tag {FLO_TAG} in its first 4 bytes)")
+    w, h = (int(x) for x in np.frombuffer(head[4:], "<i4"))
+    if not (0 < w < 1 << 16 and 0 < h < 1 << 16) or len(body) != w * h * 8:
+        raise PreprocessError(f"{path}: .flo header says {w}x{h}, which needs {max(w * h, 0) * 8} bytes of "
+                              f"flow; the file holds {len(body)}")
+    return np.frombuffer(body, "<f4").reshape(h, w, 2).astype(np.float32)
+
+
+def write_flo(f, flow):
+    """Write (H, W, 2) flow to the open binary file f as Middlebury .flo (cv2.readOpticalFlow and
+    the IPOL program's readers take it)."""
+    h, w = flow.shape[:2]
+    f.write(np.float32(FLO_TAG).tobytes() + np.array([w, h], "<i4").tobytes())
+    f.write(np.ascontiguousarray(flow, "<f4").tobytes())
+
+
+def read_flow(path):
+    """(kind, array) of a flow file: ("float", (H, W, 2) float32 u, v in pixels) from .flo, .npy
+    or .npz (its one array, or the one named `flow`), or ("image", (H, W, 3) uint8 u, v, strain
+    in RGB order) from an 8-bit 3-channel image. Anything else is a PreprocessError naming it."""
+    if not os.path.isfile(path):
+        raise PreprocessError(f"{path}: flow file not found")
+    kind, ext = flow_kind(path), os.path.splitext(str(path))[1].lower()
+    if kind == "image":
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise PreprocessError(f"{path}: cannot read image")
+        if img.dtype != np.uint8:
+            raise PreprocessError(f"{path}: {img.dtype} image; flow images are 8-bit (u, v, strain)")
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise PreprocessError(f"{path}: {1 if img.ndim == 2 else img.shape[2]}-channel image; flow "
+                                  f"images have 3 channels (u, v, strain)")
+        return kind, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)   # as written: R, G, B = u, v, strain
+    if ext == ".flo":
+        flow = read_flo(path)
+    else:
+        try:   # allow_pickle=False: a shared array file cannot run code
+            flow = np.load(path, allow_pickle=False)
+            if isinstance(flow, np.lib.npyio.NpzFile):
+                with flow as z:
+                    keys = list(z.keys())
+                    key = "flow" if "flow" in keys else keys[0] if len(keys) == 1 else None
+                    if key is None:
+                        raise PreprocessError(f"{path}: {len(keys)} arrays ({', '.join(keys[:4])}) and none "
+                                              f"named flow")
+                    flow = z[key]
+        except PreprocessError:
+            raise
+        except Exception as e:
+            raise PreprocessError(f"{path}: cannot read array ({type(e).__name__}: "
+                                  f"{(str(e).splitlines() or [''])[0]})") from None
+        if flow.ndim != 3 or flow.shape[2] != 2 or not np.issubdtype(flow.dtype, np.floating):
+            raise PreprocessError(f"{path}: array of shape {flow.shape} and type {flow.dtype}; a flow is "
+                                  f"(H, W, 2) floats (u, v in pixels)")
+        flow = flow.astype(np.float32)
+    if not np.isfinite(flow).all():
+        raise PreprocessError(f"{path}: {int((~np.isfinite(flow)).sum())} NaN or infinite flow values")
+    return kind, flow
+
+
+def resize_flow(flow):
+    """(H, W, 2) flow to SIZE x SIZE, the vectors scaled with the image (u by SIZE / W, v by
+    SIZE / H): the flow the same motion has between frames resized to the network's crop, where
+    the project computes its own flow. A SIZE x SIZE flow is returned as it is."""
+    h, w = flow.shape[:2]
+    if (h, w) == (SIZE, SIZE):
+        return flow
+    out = cv2.resize(flow, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    return out * np.array([SIZE / w, SIZE / h], np.float32)
+
+
+def flow_file_features(flow_path, apex_path=None, encoding="fixed"):
+    """The DSSN inputs of a precomputed flow file (read_flow) and, if given, its apex face image
+    (already cropped: resized to SIZE, gray). A float flow gives u, v, F, S as a flow computed
+    from frames does (encode_flow); an 8-bit image gives u, v and S as stored, resized."""
+    kind, flow = read_flow(flow_path)
+    if kind == "float":
+        flow = resize_flow(flow)
+        feats = encode_flow(flow[..., 0], flow[..., 1], encoding)
+    else:
+        img = cv2.resize(flow, (SIZE, SIZE), interpolation=IMAGE_RESIZE)
+        feats = {"u": img[..., 0].copy(), "v": img[..., 1].copy(), "S": img[..., 2].copy()}
+    if apex_path:
+        apex = read_image(apex_path)
+        if apex.shape[:2] != (SIZE, SIZE):
+            apex = cv2.resize(apex, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+        feats["G"] = gray(apex)
+    return feats
+
+
+def flow_image(flow, size=STSTNET_SIZE):
+    """STSTNet's input image of a float flow: u, v and the optical strain, each resized to
+    size x size and min-max scaled to 0..255 per channel, as (H, W, 3) uint8 in RGB order (u, v,
+    strain), the layout of the MEGC 2019 composite's images."""
+    u, v = flow[..., 0], flow[..., 1]
+    chans = [cv2.resize(c.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+             for c in (u, v, optical_strain(u, v))]
+    return np.stack([to_uint8(c, 1.0, 0.0, "minmax") for c in chans], -1)

@@ -14,6 +14,9 @@ magnitude, strain, gray apex), so training never touches the frames again.
     python save_preprocess_weight.py --catego CUSTOM --csv_path clips.csv --root frames  # any dataset
     python save_preprocess_weight.py ... --check      # list samples and missing frames, compute nothing
     python save_preprocess_weight.py ... --show 0 --out sample0.png   # what the network sees
+    python save_preprocess_weight.py ... --export flows/ [--export_folds]   # our flow for other tools
+    python save_preprocess_weight.py --catego FLOWS --csv_path flows/flows.csv --root flows/
+    python save_preprocess_weight.py --catego FLOWS --root three_norm_u_v_os   # MEGC 2019 per-fold images
 
 Caches are written atomically and skipped when already valid (same settings, sheet row and
 frame files; docs/reproducibility.md), so an interrupted run just continues. Samples that
@@ -22,6 +25,9 @@ fail (missing frame, no face) are listed at the end, exit status 1.
 import argparse
 import os
 import sys
+
+import cv2
+import pandas as pd
 
 import dataloader as dl
 import preprocess as pp
@@ -55,6 +61,12 @@ def parser():
     p.add_argument("--check", action="store_true", help="only list samples and missing frames")
     p.add_argument("--show", type=utils.nonneg_int, default=None, metavar="N", help="plot sample N's inputs")
     p.add_argument("--out", default="sample.png", help="image file for --show")
+    p.add_argument("--export", metavar="DIR", help="also write every preprocessed sample's flow for other "
+                   "tools: .flo (u, v in pixels) with its apex frame and flows.csv (--catego FLOWS reads "
+                   "it), and STSTNet/HTNet-style 28x28 (u, v, strain) images with their label CSV")
+    p.add_argument("--export_folds", action="store_true",
+                   help="with --export, the images also in the per-fold layout "
+                   "<subject>/u_test|u_train/<label>/")
     return p
 
 
@@ -67,6 +79,9 @@ def _prepare_one(job):
     thread, see pp.tvl1_ipol), so the pairs of N workers run on N cores."""
     row, path, settings, _ = job
     try:
+        if row.get("flow_path"):   # FLOWS: the flow was computed elsewhere
+            feats = pp.flow_file_features(row["flow_path"], row["apex_path"], settings.get("encoding"))
+            return job, feats, None
         onset, apex = pp.read_image(row["onset_path"]), pp.read_image(row["apex_path"])
         return job, pp.features(onset, apex, settings["face"], settings["encoding"], row["onset_path"],
                                 settings["flow"]), None
@@ -109,6 +124,86 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
     return failures
 
 
+EXPORT = dict(flo="flo", csv="flows.csv", images="STSNet_whole_norm_u_v_os",
+              images_csv="combined_3_class2_for_optical_flow.csv", apex="apex_images",
+              folds="three_norm_u_v_os")
+
+
+def _name(text):
+    """A path component from a subject or clip name (CUSTOM clips may be paths)."""
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in str(text)).strip(".") or "_"
+
+
+def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", folds=False, skip=()):
+    """Write the flow of every sample with a cache (but the sample ids in `skip`) under `out`, in
+    the forms other tools read (EXPORT names the files):
+    - flo/<subject>/<clip>.flo (Middlebury, u and v in pixels: what the IPOL program writes) and
+      <clip>_apex.png (the aligned apex crop, lossless), listed in flows.csv (subject, clip,
+      emotion, flow, apex_image, dataset; paths relative to `out`, so --catego FLOWS --csv_path
+      out/flows.csv --root out reads them back into the same streams);
+    - STSNet_whole_norm_u_v_os/<subject>_<clip> .png: STSTNet's 28x28 (u, v, strain) images (RGB,
+      min-max per channel; the space before .png is theirs), apex_images/<subject>_<clip>.png and
+      the label CSV with the MEGC 2019 composite's columns (label = class index), so that STSTNet's,
+      HTNet's and CausalNet's scripts run on them unchanged; with `folds` also their per-fold layout
+      three_norm_u_v_os/<subject>/u_test|u_train/<label>/.
+    Returns the number of samples written; samples whose cache holds no float flow (8-bit flow
+    images) are skipped with a note."""
+    rows, png = [], lambda img: cv2.imencode(".png", img)[1].tobytes()
+    t = samples.table
+    twice = t.duplicated(["subject", "filename"], keep=False).to_numpy()   # CAS(ME)^3: add the onset
+    jobs = list(dl.cache_jobs(samples, cache_dir, encoding, face, flow))
+    no_flow = []
+    for (row, path, settings, sources), dup in zip(jobs, twice):
+        if dl.sample_id(row) in skip:
+            continue
+        c = dl.read_cache(path, settings, ["flow"], sources)
+        if c is None:
+            no_flow.append(dl.sample_id(row))
+            continue
+        apex = dl.read_cache(path, settings, ["apex"], sources) or \
+            dl.read_cache(path, settings, ["G"], sources)
+        subject, clip = _name(row["subject"]), _name(row["filename"]) + (f"_{row['onset']}" if dup else "")
+        name = f"{subject}_{clip}"
+        flo = os.path.join(EXPORT["flo"], subject, f"{clip}.flo")
+        utils.atomic_write(os.path.join(out, flo), lambda f: pp.write_flo(f, c["flow"]))
+        apex_rel = ""
+        if apex is not None:
+            img = next(iter(apex.values()))
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
+            apex_rel = os.path.join(EXPORT["flo"], subject, f"{clip}_apex.png")
+            utils.atomic_write(os.path.join(out, apex_rel), lambda f: f.write(png(img)))
+            utils.atomic_write(os.path.join(out, EXPORT["apex"], f"{name}.png"), lambda f: f.write(png(img)))
+        image = png(cv2.cvtColor(pp.flow_image(c["flow"]), cv2.COLOR_RGB2BGR))
+        utils.atomic_write(os.path.join(out, EXPORT["images"], f"{name} .png"), lambda f: f.write(image))
+        dataset = dl.DATASETS[row["dataset"]]["prefix"] if row["dataset"] in dl.DATASETS else row["dataset"]
+        rows.append(dict(subject=subject, clip=clip, emotion=samples.classes[row["label"]], flow=flo,
+                         apex_image=apex_rel, dataset=dataset, label=int(row["label"]), name=name,
+                         imagename=f"{name}.png" if apex_rel else "", image=image))
+    if no_flow:
+        print(f"export: {len(no_flow)} samples have no float flow to export (8-bit flow images), "
+              f"e.g. {no_flow[0]}: skipped")
+    if not rows:
+        return 0
+    table = pd.DataFrame(rows)
+    csv = lambda df: lambda f: f.write(df.to_csv(index=False).encode())
+    utils.atomic_write(os.path.join(out, EXPORT["csv"]),
+                       csv(table[["subject", "clip", "emotion", "flow", "apex_image", "dataset"]]))
+    composite = table.rename(columns={"subject": "sub", "clip": "filename_o"})
+    composite = composite.assign(apex="", sub_filename="")
+    utils.atomic_write(os.path.join(out, EXPORT["images_csv"]),
+                       csv(composite[["dataset", "sub", "filename_o", "label", "apex", "imagename",
+                                      "sub_filename"]]))
+    if folds:
+        for held_out in sorted(set(table.subject)):
+            for r in table.itertuples():
+                part = "u_test" if r.subject == held_out else "u_train"
+                dest = os.path.join(out, EXPORT["folds"], held_out, part, str(r.label), f"{r.name} .png")
+                utils.atomic_write(dest, lambda f: f.write(r.image))
+    print(f"exported {len(rows)} samples to {out}/: {EXPORT['csv']} ({EXPORT['flo']}/*.flo), "
+          f"{EXPORT['images_csv']} ({EXPORT['images']}/)" + (f", {EXPORT['folds']}/" if folds else ""))
+    return len(rows)
+
+
 def failure_table(failures):
     """The samples build_caches could not preprocess, one line each with the reason."""
     width = max(len(s) for s, _ in failures)
@@ -122,7 +217,7 @@ def missing(samples):
     sheet row (or folder) of the first sample affected."""
     gone = {}
     for r in samples.table.itertuples():
-        for p in dict.fromkeys((r.onset_path, r.apex_path)):
+        for p in dict.fromkeys(dl.source_paths(r._asdict())):
             if os.path.isfile(p):
                 continue
             top = p   # climb to the highest missing folder
@@ -143,7 +238,7 @@ def check(samples):
     for what, path, n, where in gone:
         print(f"  missing {what}: {path}" + (f"  ({n} samples, first {where})" if n > 1 else f"  ({where})"))
     hit = {(r.subject, r.filename, r.onset) for r in samples.table.itertuples()
-           if not (os.path.isfile(r.onset_path) and os.path.isfile(r.apex_path))}
+           if not all(map(os.path.isfile, dl.source_paths(r._asdict())))}
     print(f"{len(gone)} missing frames or folders, {len(hit)} of {len(samples.table)} samples affected")
     return len(hit)
 
@@ -174,6 +269,8 @@ def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol")
 
 def run(args):
     cache_dir = args.cache_dir or os.path.join("cache", args.catego)
+    if args.export_folds and not args.export:
+        raise dl.DataError("--export_folds goes with --export DIR")
     samples = dl.read_samples(args.csv_path, args.root, args.catego, args.num_classes, args.classes,
                               args.parts)
     if args.check:
@@ -190,6 +287,9 @@ def run(args):
     if failures:
         print(failure_table(failures))
     print(f"caches in {cache_dir}: {len(samples.table) - len(failures)} of {len(samples.table)} samples")
+    if args.export:
+        export(samples, cache_dir, args.export, args.encoding, args.face, args.flow, args.export_folds,
+               skip={s for s, _ in failures})
     return 1 if failures else 0
 
 

@@ -157,9 +157,10 @@ def resolve(args):
     if len(args.image_mode) != want:
         raise dl.DataError(f"--image_mode {' '.join(args.image_mode)}: {args.model} takes {want} "
                            f"mode{'s' if want > 1 else ''} (of F S G)")
-    if args.protocol == "lodo" and "parts" not in dl.DATASETS[args.catego]:
+    spec = dl.DATASETS[args.catego]
+    if args.protocol == "lodo" and not ("parts" in spec or spec.get("flows")):
         raise dl.DataError("--protocol lodo holds out one dataset of a composite: "
-                           "it needs --catego COMPOSITE, "
+                           "it needs --catego COMPOSITE (or FLOWS with several datasets), "
                            f"not {args.catego}")
     tag = "demo" if args.demo else args.catego
     # another --demo_dir caches apart from the default demo's, in a folder named by its path
@@ -184,7 +185,9 @@ def fingerprint(samples):
     """{sample id: "label=L apex=A frames=H"} (H: a digest of the two frame files' sha256), what
     config.json records of the data so that a rerun on changed data is refused, never mixed in."""
     src = dl.frame_sources(samples)
-    frames = lambda s: hashlib.sha256(f"{s['onset_sha256']} {s['apex_sha256']}".encode()).hexdigest()[:16]
+    # the sha256 of the source files, in order (onset, apex frames; or flow file, apex image)
+    frames = lambda s: hashlib.sha256(" ".join(str(v) for k, v in s.items() if k.endswith("sha256"))
+                                      .encode()).hexdigest()[:16]
     return {dl.sample_id(r): f"label={r['label']} apex={r['apex']} frames={frames(s)}"
             for r, s in zip(samples.table.to_dict("records"), src)}
 
@@ -401,6 +404,7 @@ def main_run(args):
     run = open_run(args, config)
     log = Log(os.path.join(run, "train.log"))
     log(dl.describe(samples))
+    dl.check_modes(samples, args.image_mode)   # before any preprocessing
     failures = spw.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers,
                                 flow=args.flow)
     if failures:

@@ -92,3 +92,16 @@ def once(tmp_path_factory):
     """once(name, build) -> built_once's folder, for a module's fixture that trains or preprocesses
     what several workers' tests read."""
     return lambda name, build: built_once(tmp_path_factory, name, build)
+
+
+@pytest.fixture(scope="session")
+def demo_export(demo, tmp_path_factory):
+    """The shared demo's flow exported once (save_preprocess_weight.export, per-fold layout too):
+    .flo files with apex frames and flows.csv, STSTNet-style images with their label CSV."""
+    import dataloader as dl
+    import save_preprocess_weight as spw
+
+    def build(d):
+        samples = dl.read_samples(demo["sheet"], demo["root"], "CASME")
+        assert spw.export(samples, demo["cache"], str(d), folds=True) == len(samples.table)
+    return str(built_once(tmp_path_factory, "demo_export", build))

@@ -145,3 +145,80 @@ def test_flow_method_is_part_of_the_cache_settings():
     assert pp.settings("dlib", "fixed", "opencv") != pp.settings("dlib", "fixed", "ipol")
     with pytest.raises(ValueError, match="--flow"):
         pp.settings("dlib", "fixed", "tvl1")
+
+
+def test_flo_files_read_and_written_as_opencv_does(ipol_pairs, tmp_path):
+    path = os.path.join(IPOL_DIR, "pair0.flo")
+    flow = pp.read_flo(path)
+    assert flow.dtype == np.float32 and np.array_equal(flow, cv2.readOpticalFlow(path))
+    mine = str(tmp_path / "mine.flo")
+    with open(mine, "wb") as f:
+        pp.write_flo(f, flow[:100, :50])
+    assert np.array_equal(cv2.readOpticalFlow(mine), flow[:100, :50])   # OpenCV reads what we write
+    cv2.writeOpticalFlow(str(tmp_path / "cv.flo"), flow)
+    assert np.array_equal(pp.read_flo(str(tmp_path / "cv.flo")), flow)   # and we read what it writes
+
+
+def test_ipol_program_flo_gives_the_cache_of_the_same_frames(ipol_pairs):
+    # The program's .flo with its apex frame against the project's own flow of the same two
+    # aligned frames: flows within the measured distance (1e-5 px), so the 8-bit streams agree but
+    # for pixels on a rounding boundary; the gray apex is the same image.
+    for k in (0, 6):
+        I0, I1, _ = ipol_pairs[k]
+        bgr = lambda g: cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
+        own = pp.features(bgr(I0), bgr(I1), face="none")
+        got = pp.flow_file_features(os.path.join(IPOL_DIR, f"pair{k}.flo"),
+                                    os.path.join(IPOL_DIR, f"pair{k}_I1.png"))
+        assert np.abs(got["flow"] - own["flow"]).mean() < 3e-5
+        for m in ("u", "v", "F", "S"):   # strain's x128 scale turns 0.01 px of derivative into 1.3 levels
+            d = np.abs(got[m].astype(int) - own[m].astype(int))
+            limit, share = (2, 3e-3) if m == "S" else (1, 1e-3)
+            assert d.max() <= limit and (d > 0).mean() < share, (k, m, d.max(), (d > 0).mean())
+        assert np.array_equal(got["G"], own["G"])
+
+
+def test_float_flows_of_another_size_scale_with_the_image(tmp_path):
+    # a uniform motion of (1, 0.5) px on a 100x50 (w x h) image is (2.27, 2.27) px on 227x227
+    flow = np.zeros((50, 100, 2), np.float32) + np.float32([1.0, 0.5])
+    np.save(tmp_path / "f.npy", flow)
+    np.savez(tmp_path / "f.npz", flow=flow, other=np.zeros(3))
+    for name in ("f.npy", "f.npz"):
+        kind, got = pp.read_flow(str(tmp_path / name))
+        assert kind == "float" and np.array_equal(got, flow)
+        feats = pp.flow_file_features(str(tmp_path / name))
+        assert np.allclose(feats["flow"], [2.27, 2.27], atol=1e-5)
+        assert feats["u"][0, 0] == round(2.27 * pp.FLOW_SCALE + pp.FLOW_OFFSET) and "G" not in feats
+        assert (feats["S"] == 0).all()   # a uniform flow has no strain
+
+
+@pytest.mark.parametrize("name, make, why", [
+    ("missing.flo", None, "flow file not found"),
+    ("tag.flo", lambda p: open(p, "wb").write(b"FLOW" + bytes(8 + 16)), "not a .flo file"),
+    ("short.flo", lambda p: open(p, "wb").write(np.float32(pp.FLO_TAG).tobytes() + np.int32([4, 4]).tobytes()
+                                                 + bytes(100)), "header says 4x4, which needs 128 bytes"),
+    ("nan.npy", lambda p: np.save(p, np.full((4, 4, 2), np.nan, np.float32)), "32 NaN or infinite"),
+    ("inf.flo", lambda p: cv2.writeOpticalFlow(p, np.full((4, 4, 2), np.inf, np.float32)), "NaN or infinite"),
+    ("shape.npy", lambda p: np.save(p, np.zeros((4, 4, 3), np.float32)), "a flow is (H, W, 2) floats"),
+    ("gray.png", lambda p: cv2.imwrite(p, np.zeros((28, 28), np.uint8)), "1-channel image"),
+    ("deep.png", lambda p: cv2.imwrite(p, np.zeros((28, 28, 3), np.uint16)), "uint16 image"),
+    ("pickle.npy", lambda p: np.save(p, np.array([{"a": 1}], dtype=object)), "cannot read array"),
+])
+def test_bad_flow_files_name_the_file_and_the_fault(tmp_path, name, make, why):
+    path = str(tmp_path / name)
+    if make:
+        make(path)
+    with pytest.raises(pp.PreprocessError, match=f"^{path}: .*{why}" if "(" not in why else None) as e:
+        pp.read_flow(path)
+    assert str(e.value).startswith(path) and why in str(e.value)
+
+
+def test_flow_image_is_ststnet_layout():
+    # u grows to the right, v is constant but one column, strain from their derivatives: each
+    # channel is min-max scaled on its own to exactly 0..255
+    y, x = np.mgrid[0:227, 0:227].astype(np.float32)
+    flow = np.stack([x / 100, np.where(x > 200, 1.0, 0.0)], -1).astype(np.float32)
+    img = pp.flow_image(flow)
+    assert img.shape == (28, 28, 3) and img.dtype == np.uint8
+    assert (img.reshape(-1, 3).min(0) == 0).all() and (img.reshape(-1, 3).max(0) == 255).all()
+    assert (np.diff(img[..., 0].astype(int), axis=1) >= 0).all()   # channel 0 is u
+    assert img[0, 0, 1] == 0 and img[0, -1, 1] == 255             # channel 1 is v

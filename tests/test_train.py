@@ -615,7 +615,27 @@ def test_lodo_needs_a_composite(dataset, tmp_path, capsys):
     assert run(dataset, tmp_path / "bad", "--protocol", "lodo") == 2
     err = capsys.readouterr().err.strip()
     assert err == ("error: --protocol lodo holds out one dataset of a composite: "
-                   "it needs --catego COMPOSITE, not CASME")
+                   "it needs --catego COMPOSITE (or FLOWS with several datasets), not CASME")
+
+
+def test_flows_train_per_dataset_and_lodo_and_refuse_what_files_cannot_give(demo_export, tmp_path, capsys):
+    # the demo's exported STSTNet-style images, subjects 01 02 as CASME II and 03 04 as SAMM
+    csv = pd.read_csv(os.path.join(demo_export, save_preprocess_weight.EXPORT["images_csv"]), dtype=str)
+    csv["dataset"] = csv["sub"].map({"01": "casme2", "02": "casme2", "03": "samm", "04": "samm"})
+    csv.to_csv(tmp_path / "labels.csv", index=False)
+    images = os.path.join(demo_export, save_preprocess_weight.EXPORT["images"])
+    argv = tiny("--catego", "FLOWS", "--path", str(tmp_path / "labels.csv"), "--img_root", images,
+                "--cache_dir", str(tmp_path / "cache"), "--model", "SSSN")
+    assert train.main(argv + ["--image_mode", "G", "--weight_save_path", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --image_mode G: no apex face image") \
+        and err[0].endswith("this data gives S")
+    assert not (tmp_path / "cache").exists()   # refused before any preprocessing
+    assert train.main(argv + ["--image_mode", "S", "--protocol", "lodo",
+                              "--weight_save_path", str(tmp_path / "r")]) == 0
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["folds"] == 2 and {k: v["n"] for k, v in s["per_dataset"].items()} == {"casme2": 6, "samm": 6}
+    assert s["config"]["classes"] == ["negative", "positive", "surprise"]
 
 
 # ---------------------------------------------------------------------------------------------
