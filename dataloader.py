@@ -449,11 +449,9 @@ def _read_one(csv_path, root, catego, num_classes, classes=None, check_classes=T
     return Samples(table, names, catego, notes, {catego: mapping})
 
 
-def _flow_dataset(subject, dataset=None):
-    """The dataset a flow sample belongs to: its CSV's `dataset`, else the composite's subject
-    naming (sub01 CASME II, 006 SAMM, s01 SMIC), else "flows"."""
-    if not _blank(dataset):
-        return str(dataset).strip()
+def _flow_dataset(subject):
+    """The part of the composite's per-fold layout a subject belongs to, by the composite's subject
+    naming (sub01 CASME II, 006 SAMM, s01 SMIC); "flows" for any other name."""
     for rx, name in DATASETS["FLOWS"]["subject_datasets"].items():
         if re.fullmatch(rx, subject):
             return name
@@ -504,7 +502,7 @@ def _flow_csv(path, root, apex_root):
             notes.append(f"{where}: blank subject, clip or emotion: skipped")
             continue
         entries.append(dict(subject=subject, filename=filename, emotion=emotion, flow_path=flow,
-                            apex_path=apex, dataset=_flow_dataset(subject, get("dataset")), where=where))
+                            apex_path=apex, dataset=get("dataset") or "flows", where=where))
     return entries, notes
 
 
