@@ -141,7 +141,8 @@ def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", 
       <clip>_apex.png (the aligned apex crop, lossless), listed in flows.csv (subject, clip,
       emotion, flow, apex_image, dataset; paths relative to `out`, so --catego FLOWS --csv_path
       out/flows.csv --root out reads them back into the same streams);
-    - STSNet_whole_norm_u_v_os/<subject>_<clip> .png: STSTNet's 28x28 (u, v, strain) images (RGB,
+    - STSNet_whole_norm_u_v_os/<subject>_<clip> .png (a subject of digits only is named
+      <dataset>_<subject>): STSTNet's 28x28 (u, v, strain) images (RGB,
       min-max per channel; the space before .png is theirs), apex_images/<subject>_<clip>.png and
       the label CSV with the MEGC 2019 composite's columns (label = class index), so that STSTNet's,
       HTNet's and CausalNet's scripts run on them unchanged; with `folds` also their per-fold layout
@@ -162,7 +163,11 @@ def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", 
             continue
         apex = dl.read_cache(path, settings, ["apex"], sources) or \
             dl.read_cache(path, settings, ["G"], sources)
-        subject, clip = _name(row["subject"]), _name(row["filename"]) + (f"_{row['onset']}" if dup else "")
+        dataset = dl.DATASETS[row["dataset"]]["prefix"] if row["dataset"] in dl.DATASETS else row["dataset"]
+        # a subject of digits only (CASME II's 01) gets its dataset's name: the other tools' scripts
+        # read the label CSV with pandas, which would make 01 the number 1 and miss its images
+        subject = f"{dataset}_{row['subject']}" if str(row["subject"]).isdigit() else _name(row["subject"])
+        clip = _name(row["filename"]) + (f"_{row['onset']}" if dup else "")
         name = f"{subject}_{clip}"
         flo = os.path.join(EXPORT["flo"], subject, f"{clip}.flo")
         utils.atomic_write(os.path.join(out, flo), lambda f: pp.write_flo(f, c["flow"]))
@@ -175,7 +180,6 @@ def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", 
             utils.atomic_write(os.path.join(out, EXPORT["apex"], f"{name}.png"), lambda f: f.write(png(img)))
         image = png(cv2.cvtColor(pp.flow_image(c["flow"]), cv2.COLOR_RGB2BGR))
         utils.atomic_write(os.path.join(out, EXPORT["images"], f"{name} .png"), lambda f: f.write(image))
-        dataset = dl.DATASETS[row["dataset"]]["prefix"] if row["dataset"] in dl.DATASETS else row["dataset"]
         rows.append(dict(subject=subject, clip=clip, emotion=samples.classes[row["label"]], flow=flo,
                          apex_image=apex_rel, dataset=dataset, label=int(row["label"]), name=name,
                          imagename=f"{name}.png" if apex_rel else "", image=image))

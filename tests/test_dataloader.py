@@ -677,8 +677,9 @@ def flow_streams(csv, root, cache, modes, catego="FLOWS"):
 
 
 def named(samples, streams):
-    """{sample: (class name, index)} to set two loaders' samples side by side."""
-    ids = [f"{s}/{f}" for s, f in zip(streams.subjects, streams.filenames)]
+    """{sample: (class name, index)} to set two loaders' samples side by side (the export names
+    the demo's subject 01 casme2_01)."""
+    ids = [f"{s.removeprefix('casme2_')}/{f}" for s, f in zip(streams.subjects, streams.filenames)]
     return {i: (samples.classes[y], k) for k, (i, y) in enumerate(zip(ids, streams.y))}
 
 
@@ -711,16 +712,17 @@ def test_composite_images_csv_and_per_fold_layout_give_the_same_images(demo_expo
         assert nb[i][0] == label
         assert np.array_equal(sa.x[0, k], sb.x[0, nb[i][1]])
         # read as RGB: u, v, strain
-        png = cv2.imread(os.path.join(images, f"{i.replace('/', '_')} .png"))[..., ::-1]
+        png = cv2.imread(os.path.join(images, f"casme2_{i.replace('/', '_')} .png"))[..., ::-1]
         assert np.array_equal(sa.x[0, k], png[rows][:, rows]), i   # the stored image, only enlarged
 
 
 def test_flow_bad_inputs_are_named_and_good_samples_kept(demo_export, tmp_path, capsys):
-    flo = os.path.join(demo_export, "flo", "01")
+    flo = os.path.join(demo_export, "flo", "casme2_01")
     good = sorted(n for n in os.listdir(flo) if n.endswith(".flo"))
     shutil.copy(os.path.join(flo, good[0]), tmp_path / "good.flo")
     np.save(tmp_path / "good.npy", cv2.readOpticalFlow(os.path.join(flo, good[1])))
-    shutil.copy(os.path.join(demo_export, spw.EXPORT["images"], "02_EP01_01 .png"), tmp_path / "good.png")
+    shutil.copy(os.path.join(demo_export, spw.EXPORT["images"], "casme2_02_EP01_01 .png"),
+                tmp_path / "good.png")
     (tmp_path / "tag.flo").write_bytes(b"FLOW" + bytes(20))
     (tmp_path / "cut.flo").write_bytes((tmp_path / "good.flo").read_bytes()[:-8])
     cv2.writeOpticalFlow(str(tmp_path / "nan.flo"), np.full((8, 8, 2), np.nan, np.float32))
@@ -758,7 +760,7 @@ def test_per_fold_layout_faults_are_named_and_its_subjects_give_the_datasets(dem
     src = os.path.join(demo_export, spw.EXPORT["folds"])
     root = tmp_path / "folds"
     # the composite's subject naming: sub01 CASME II, 006 SAMM, s03 SMIC; one subject without u_test
-    for old, new in (("01", "sub01"), ("02", "006"), ("03", "s03")):
+    for old, new in (("casme2_01", "sub01"), ("casme2_02", "006"), ("casme2_03", "s03")):
         for label in os.listdir(os.path.join(src, old, "u_test")):
             for name in os.listdir(os.path.join(src, old, "u_test", label)):
                 os.makedirs(root / new / "u_test" / label, exist_ok=True)

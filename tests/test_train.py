@@ -621,7 +621,8 @@ def test_lodo_needs_a_composite(dataset, tmp_path, capsys):
 def test_flows_train_per_dataset_and_lodo_and_refuse_what_files_cannot_give(demo_export, tmp_path, capsys):
     # the demo's exported STSTNet-style images, subjects 01 02 as CASME II and 03 04 as SAMM
     csv = pd.read_csv(os.path.join(demo_export, save_preprocess_weight.EXPORT["images_csv"]), dtype=str)
-    csv["dataset"] = csv["sub"].map({"01": "casme2", "02": "casme2", "03": "samm", "04": "samm"})
+    csv["dataset"] = csv["sub"].map({"casme2_01": "casme2", "casme2_02": "casme2",
+                                     "casme2_03": "samm", "casme2_04": "samm"})
     csv.to_csv(tmp_path / "labels.csv", index=False)
     images = os.path.join(demo_export, save_preprocess_weight.EXPORT["images"])
     argv = tiny("--catego", "FLOWS", "--path", str(tmp_path / "labels.csv"), "--img_root", images,
