@@ -14,11 +14,15 @@ Everything that differs per dataset lives in the DATASETS table; the functions a
 (sheets, layouts and class sets: docs/datasets.md).
 """
 import collections
+import errno
 import glob
+import hashlib
 import json
 import os
 import re
 import string
+import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,6 +198,7 @@ def read_sheet(path):
     if df.empty:
         raise DataError(f"{path}: sheet has a header but no rows")
     df.attrs["first_row"] = row + 2   # sheet row (1-based) right below the header
+    df.attrs["headers"] = {c: names[i] for c, i in found.items()}   # for errors that name a column
     df["where"] = [f"{path}: row {i + 1}" for i in df.pop("index")]   # 1-based sheet rows
     return df
 
@@ -251,11 +256,23 @@ def read_folders(root, catego):
     return pd.DataFrame(rows)
 
 
-def _frame_number(value):
-    try:
-        return int(float(str(value).strip()))
-    except (TypeError, ValueError):
+def _frame_number(r, key, headers):
+    """A sheet cell as a frame number: an int for a whole number as sheets write one ("46", or
+    "46.0" from a numeric cell), None for a blank cell or text (CASME II's apex "/"). Any other
+    number (4.7, 1e3) is an error naming the row and column: rounding it would pick a frame
+    the sheet does not name."""
+    text = str(r.get(key)).strip()
+    if _blank(text):
         return None
+    m = re.fullmatch(r"([+-]?\d+)(?:\.0*)?", text)
+    if m:
+        return int(m[1])
+    try:
+        float(text)
+    except ValueError:
+        return None
+    raise DataError(f"{r['where']}, column {headers.get(key, key)}: {text!r} is not a frame number "
+                    f"(a whole number)")
 
 
 def _subject(value, width):
@@ -353,10 +370,6 @@ def _apex_slip(r, onset, apex, offset):
     return None
 
 
-def _number_note(r, what):
-    return f"{r['where']}: {what} {str(r.get(what)).strip()!r} is not a number"
-
-
 def _read_one(csv_path, root, catego, num_classes, classes=None, check_classes=True):
     spec = DATASETS[catego]
     if not os.path.isdir(root):
@@ -364,6 +377,7 @@ def _read_one(csv_path, root, catego, num_classes, classes=None, check_classes=T
     df = read_sheet(csv_path) if spec["sheet"] else read_folders(root, catego)
     source = csv_path or root
     found = [str(e).strip().lower() for e in df["emotion"]]
+    headers = df.attrs.get("headers", {})
     mapping = class_set(catego, num_classes, classes, found)
     if not mapping:
         raise DataError(f"{source}: no emotion in column emotion")
@@ -379,13 +393,17 @@ def _read_one(csv_path, root, catego, num_classes, classes=None, check_classes=T
         if emotion not in to_class:
             dropped["(blank)" if emotion in ("", "nan") else emotion] += 1
             continue
+        for column, value in (("subject", subject), ("filename", filename)):
+            if _blank(value):   # its folder would be the root or the subject's folder
+                raise DataError(f"{r['where']}, column {headers.get(column, column)}: blank")
         folder = r.get("folder") or os.path.join(root,
                                                  spec["clip"].format(subject=subject, filename=filename))
         frames = list_frames(folder, catego, subject)
         if spec["sheet"]:
-            onset, apex, offset = (_frame_number(r.get(k)) for k in ("onset", "apex", "offset"))
-            if onset is None:
-                raise DataError(_number_note(r, "onset"))
+            onset, apex, offset = (_frame_number(r, k, headers) for k in ("onset", "apex", "offset"))
+            if onset is None or onset < 0:
+                raise DataError(f"{r['where']}, column {headers.get('onset', 'onset')}: "
+                                f"{str(r.get('onset')).strip()!r} is not a frame number")
             if offset is None and frames and _blank(r.get("offset")):
                 offset = max(frames)   # no offset given: the clip folder ends the clip
         elif frames:   # no sheet: the clip folder is the clip, from its first to its last frame
@@ -410,8 +428,8 @@ def _read_one(csv_path, root, catego, num_classes, classes=None, check_classes=T
             if offset is None or (onset + offset) // 2 <= onset:
                 raise DataError(f"{r['where']}: {slip} ({sid}) and no offset after the onset to take "
                                 f"the middle frame from")
-            apex = (onset + offset) // 2
-            fixed.append(f"{r['where']}: {slip} ({sid}, offset {offset}): middle frame {apex} used")
+            apex, used = _stand_in(onset, offset, frames)
+            fixed.append(f"{r['where']}: {slip} ({sid}, offset {offset}): {used}")
         # A missing frame keeps the table's first naming, so --check can say what it looked for.
         name, face = spec["frames"][0]
         on_path, face = frames.get(onset, (_frame_path(folder, frames, name, onset, subject), face))
@@ -611,6 +629,21 @@ def check_modes(samples, image_mode):
                         f"{' '.join(can) or 'no stream'}")
 
 
+def _stand_in(onset, offset, frames):
+    """The frame that stands in for a bad apex, and a note saying which: the middle frame between
+    onset and offset, or where the clip has no such frame (a gap in its numbering) the nearest one
+    after the onset and up to the offset (the earlier of two as near). With no frame there at all
+    the middle frame is kept and --check and the failure table name it as missing."""
+    middle = (onset + offset) // 2
+    if not frames or middle in frames:
+        return middle, f"middle frame {middle} used"
+    near = [n for n in frames if onset < n <= offset]
+    if not near:
+        return middle, f"middle frame {middle} used (missing: the clip has no frame after the onset)"
+    n = min(near, key=lambda n: (abs(n - middle), n))
+    return n, f"middle frame {middle} missing, frame {n} used"
+
+
 def _check_classes(table, names, source):
     if table.label.nunique() < 2:
         raise DataError(f"{source}: only one class ({names[table.label[0]]}) is present; need two or more")
@@ -654,10 +687,32 @@ def describe(samples):
 # caches: one .npz per sample (written by save_preprocess_weight.build_caches), valid only for the
 # same preprocessing settings and the same sources (frame numbers and frame files: see frame_sources)
 
-def cache_file(cache_dir, row):
-    """cache/<subject>/<filename>_<onset>.npz: the onset tells apart the micro-expressions of one
-    CAS(ME)^3 task video (the onset is a number, so no two samples share a name)."""
-    return os.path.join(cache_dir, row["subject"], f"{row['filename']}_{row['onset']}.npz")
+def path_part(text):
+    """`text` as one path component that stays inside its folder: every character but letters,
+    digits, `.`, `_` and `-` is percent-encoded (a separator too: no absolute path, no `..`), and
+    so is a leading dot (no hidden file, no `.`). Two texts never share a name; past 100
+    characters the name is cut to 80 and 16 hex digits of its sha256 are added."""
+    name = re.sub(r"[^\w.-]|^\.", lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), str(text))
+    if len(name) > 100:   # "+" is always encoded above, so it marks a cut name
+        name = name[:80] + "+" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return name or "%"   # (an empty text; "%" alone is never an encoding)
+
+
+def settings_tag(settings):
+    """The folder of one set of settings: face-encoding-flow (a flow file's: its kind and
+    encoding) and 8 hex digits of every setting, so caches of other settings live beside these
+    and switching back rebuilds nothing."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    named = [settings[k] for k in ("face", "kind", "encoding", "flow") if k in settings]
+    return path_part("-".join(map(str, named + [digest])))
+
+
+def cache_file(cache_dir, row, settings):
+    """<cache_dir>/<settings tag>/<subject>/<filename>_<onset>.npz, each part made safe by
+    path_part: always under cache_dir, whatever the sheet says (a CUSTOM clip may be an absolute
+    path). The onset tells apart the micro-expressions of one CAS(ME)^3 task video."""
+    return os.path.join(cache_dir, settings_tag(settings), path_part(row["subject"]),
+                        f"{path_part(row['filename'])}_{int(row['onset'])}.npz")
 
 
 def cache_settings(row, encoding, flow="ipol"):
@@ -680,7 +735,8 @@ def cache_jobs(samples, cache_dir, encoding, face, flow):
     for row, sources in zip(samples.table.to_dict("records"), frame_sources(samples)):
         if face != "auto":
             row["face"] = face
-        yield row, cache_file(cache_dir, row), cache_settings(row, encoding, flow), sources
+        settings = cache_settings(row, encoding, flow)
+        yield row, cache_file(cache_dir, row, settings), settings, sources
 
 
 def frame_sources(samples):
@@ -699,21 +755,52 @@ def frame_sources(samples):
     return samples.sources
 
 
+# why read_cache gives no arrays -> how load_streams says it
+CACHE_FAULTS = {"missing": "missing", "corrupt": "truncated or corrupt",
+                "settings": "made with other settings", "sources": "made from other frames or sheet row"}
+
+
+class CacheError(DataError):
+    """A cache that is there but cannot be read (permission, a disk error)."""
+
+
 def read_cache(path, want_settings, keys, sources=None, why=None):
-    """The arrays `keys` of a cache, or None if it is missing, truncated, made otherwise or (given
-    `sources`) made from other frames; then "sources" is appended to the list `why`, if given."""
+    """The arrays `keys` of a cache, or None when it has to be built; then the reason, a key of
+    CACHE_FAULTS, is appended to the list `why`, if given: missing; corrupt (truncated, not an
+    .npz, an entry missing or not a 227x227 image of its type); settings (made with others); sources
+    (given `sources`: made from other frames or sheet row). A cache that is there but cannot be
+    read raises CacheError naming it: rebuilding would hide a disk fault or overwrite a file this
+    user may not own. Nothing in it can run code (no pickles)."""
+    def fault(reason):
+        if why is not None:
+            why.append(reason)
+        return None
+
     try:
-        with np.load(path) as z:
+        f = open(path, "rb")
+    except (FileNotFoundError, NotADirectoryError):
+        return fault("missing")
+    except OSError as e:
+        raise CacheError(f"{path}: cannot read cache ({e.strerror or e})") from None
+    try:
+        with f, np.load(f) as z:
             meta = json.loads(str(z["meta"]))
             if meta["settings"] != json.loads(json.dumps(want_settings)):
-                return None
+                return fault("settings")
             if sources is not None and meta.get("sources") != sources:
-                if why is not None and "sources" in meta:   # (caches made before sources were kept: rebuilt)
-                    why.append("sources")
-                return None
-            return {k: z[k] for k in keys}
-    except Exception:   # missing, truncated, not an npz, missing keys: all mean "rebuild"
-        return None
+                return fault("sources")
+            arrays = {k: z[k] for k in keys}
+    except OSError as e:
+        if e.errno not in (None, errno.EINVAL):   # EINVAL: a seek past a truncated zip's start
+            raise CacheError(f"{path}: cannot read cache ({e.strerror or e})") from None
+        return fault("corrupt")
+    except (ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile, zlib.error):
+        return fault("corrupt")   # (np.load of an .npy gives an array, which has no `with`)
+    # images are uint8; "flow" is the float32 (u, v) they were encoded from
+    if any(a.dtype != (np.float32 if k == "flow" else np.uint8) or a.shape[:2] != (pp.SIZE, pp.SIZE)
+           or a.ndim not in (2, 3) for k, a in arrays.items()):
+        return fault("corrupt")
+    return arrays
 
 
 def write_cache(path, feats, settings, sources, row):
@@ -742,11 +829,13 @@ def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto", 
     check_modes(samples, image_mode)
     t = samples.table
     x = np.empty((len(image_mode), len(t), pp.SIZE, pp.SIZE, 3), np.uint8)
-    for i, (row, path, settings, sources) in enumerate(cache_jobs(samples, cache_dir, encoding, face, flow)):
-        c = read_cache(path, settings, ["u", "v", *image_mode], sources)
+    jobs = cache_jobs(samples, cache_dir, encoding, face, flow)
+    for i, (row, path, settings, sources) in enumerate(jobs):
+        why = []
+        c = read_cache(path, settings, ["u", "v", *image_mode], sources, why)
         if c is None:
-            raise DataError(f"{path}: cache missing, made with other settings or from other frames or "
-                            f"sheet row (run save_preprocess_weight.py with the same --cache_dir)")
+            raise DataError(f"{path}: cache {CACHE_FAULTS[why[-1]]} (run save_preprocess_weight.py with "
+                            f"the same --cache_dir and settings)")
         for s, m in enumerate(image_mode):
             x[s, i] = pp.stream(c, m)
     return Streams(x, t.label.to_numpy(np.int64, copy=True),

@@ -59,9 +59,9 @@ def file_settings(kind, encoding):
     """settings() of a cache made from a precomputed flow file of `kind` (see flow_kind): float
     flows are encoded as computed ones are; 8-bit flow images are only resized."""
     if kind == "float":
-        return {"version": 2, "size": SIZE, "source": "float flow file", "encoding": encoding,
+        return {"version": 2, "size": SIZE, "kind": "float", "encoding": encoding,
                 "resize": "bilinear, vectors scaled", "strain_scale": STRAIN_SCALE}
-    return {"version": 2, "size": SIZE, "source": "8-bit flow image", "resize": "nearest"}
+    return {"version": 2, "size": SIZE, "kind": "image", "resize": "nearest"}
 
 
 def read_image(path):
@@ -108,10 +108,12 @@ def landmarks(img, name="image"):
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
-def align_matrix(pts):
+def align_matrix(pts, name="image"):
     """2x3 affine that levels the eyes and puts them at ALIGN_EYE of a SIZE x SIZE crop."""
     left, right = pts[36:42].mean(0), pts[42:48].mean(0)   # image-left eye, image-right eye
     dx, dy = right - left
+    if math.hypot(dx, dy) < 1:   # a landmark fit that failed: no scale to take from the eyes
+        raise PreprocessError(f"{name}: the two eyes found less than a pixel apart; no face to align")
     angle = math.degrees(math.atan2(dy, dx))
     scale = (1 - 2 * ALIGN_EYE[0]) * ALIGN_WIDTH / math.hypot(dx, dy)
     center = (left + right) / 2
@@ -127,7 +129,7 @@ def aligner(onset, face="dlib", onset_name="onset"):
     authors' SAMM procedure), so the flow sees only the facial movement, not a re-fit of the
     landmarks; face='none' (pre-cropped frames) only resizes."""
     if face == "dlib":
-        m = align_matrix(landmarks(onset, onset_name))
+        m = align_matrix(landmarks(onset, onset_name), onset_name)
         return lambda img: cv2.warpAffine(img, m, (SIZE, SIZE), flags=cv2.INTER_CUBIC,
                                           borderMode=cv2.BORDER_REPLICATE)
     if face == "none":

@@ -23,6 +23,7 @@ frame files; docs/reproducibility.md), so an interrupted run just continues. Sam
 fail (missing frame, no face) are listed at the end, exit status 1.
 """
 import argparse
+import collections
 import os
 import sys
 
@@ -87,6 +88,11 @@ def _prepare_one(job):
                                 settings["flow"]), None
     except pp.PreprocessError as e:
         return job, None, str(e)
+    except Exception as e:   # whatever OpenCV or dlib raise on one pair fails that pair, not the pool
+        kind = type(e).__name__ if type(e).__module__ == "builtins" else \
+            f"{type(e).__module__}.{type(e).__name__}"   # cv2.error
+        why = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+        return job, None, f"{dl.source_paths(row)[0]}: {kind}: {why}"
 
 
 def _write_one(job, feats):
@@ -99,23 +105,34 @@ def _write_one(job, feats):
         return f"{e.filename or path}: cannot write cache ({e.strerror or e})"
 
 
+# why a cache is rebuilt, as build_caches says it
+REBUILT = {"sources": "their sheet row or frames changed", "corrupt": "truncated or corrupt",
+           "settings": "made with other settings"}
+
+
 def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, quiet=False, flow="ipol"):
     """Compute and write the cache of every sample that lacks a valid one.
     Returns [(subject/filename@onset, reason)] of the failures; finished caches are never lost.
     Workers prepare whole pairs (pp.features: alignment, flow, encoding); this process writes
     each cache as its pair arrives, so an interrupted run keeps every cache written before it
     stopped."""
-    changed = []   # read_cache appends the caches whose sources changed
-    jobs = [job for job in dl.cache_jobs(samples, cache_dir, encoding, face, flow)
-            if dl.read_cache(*job[1:3], ["u"], job[3], changed) is None]
+    why, jobs, failures = [], [], []   # read_cache appends why each cache is to be built
+    for job in dl.cache_jobs(samples, cache_dir, encoding, face, flow):
+        try:
+            if dl.read_cache(*job[1:3], ["u"], job[3], why) is None:
+                jobs.append(job)
+        except dl.CacheError as e:   # there but unreadable: that sample fails, left as it is
+            failures.append((dl.sample_id(job[0]), str(e)))
     if not quiet:
-        print(f"caches: {len(samples.table) - len(jobs)} valid in {cache_dir}, {len(jobs)} to build"
-              + (f" ({len(changed)} rebuilt: their sheet row or frames changed)" if changed else ""))
-    failures = []
+        rebuilt = collections.Counter(w for w in why if w != "missing")
+        print(f"caches: {len(samples.table) - len(jobs) - len(failures)} valid in {cache_dir}, "
+              f"{len(jobs)} to build"
+              + (" (" + "; ".join(f"{n} rebuilt: {REBUILT[w]}" for w, n in rebuilt.items()) + ")"
+                 if rebuilt else "") + (f", {len(failures)} unreadable" if failures else ""))
     if not jobs:
         return failures
     workers = max(1, min(workers, len(jobs)))
-    with utils.pool(workers) as pool:
+    with utils.pool(workers, [__name__]) as pool:
         results = pool.imap_unordered(_prepare_one, jobs)   # in the order they finish
         for job, feats, err in utils.progress(results, "preprocess", len(jobs), "pair", disable=quiet):
             err = err or _write_one(job, feats)
@@ -248,20 +265,27 @@ def check(samples):
 
 
 def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol"):
-    """Onset and apex crops and the five network inputs of sample n, side by side."""
+    """Onset and apex crops and the five network inputs of sample n, side by side (its cache
+    built first if need be)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    row = samples.table.iloc[n].to_dict()
-    if face != "auto":
-        row["face"] = face
-    keys = ["onset", "apex", "u", "v", "F", "S", "G"]
-    c = dl.read_cache(dl.cache_file(cache_dir, row), dl.cache_settings(row, encoding, flow), keys)
+    one = dl.Samples(samples.table.iloc[[n]], samples.classes, samples.catego, [])
+    failed = build_caches(one, cache_dir, encoding, face, 1, flow=flow)
+    if failed:   # its reason: there is no cache to show
+        raise dl.DataError(f"--show {n}: {failed[0][0]} cannot be preprocessed: {failed[0][1]}")
+    row, path, settings, sources = next(dl.cache_jobs(one, cache_dir, encoding, face, flow))
+    # a flow file (FLOWS) has no frames, and gives only the streams it holds (dl.stream_modes)
+    keys = ([] if row.get("flow_path") else ["onset", "apex"]) + ["u", "v", *dl.stream_modes(one)]
+    why = []
+    c = dl.read_cache(path, settings, keys, sources, why)
     if c is None:
-        raise dl.DataError(f"{dl.cache_file(cache_dir, row)}: no valid cache; run without --show first")
-    titles = ["onset", "apex", "u (x16+128)", "v (x16+128)", "F magnitude", "S strain", "G gray apex"]
+        raise dl.DataError(f"{path}: cache {dl.CACHE_FAULTS[why[-1]]}")
+    titles = dict(onset="onset", apex="apex", u="u", v="v", F="F magnitude", S="S strain",
+                  G="G gray apex")
     fig, axes = plt.subplots(1, len(keys), figsize=(2.2 * len(keys), 2.6))
-    for ax, k, t in zip(axes, keys, titles):
+    for ax, k in zip(axes, keys):
+        t = titles[k] + (" (x16+128)" if k in ("u", "v") and settings.get("encoding") == "fixed" else "")
         ax.imshow(c[k], cmap=None if c[k].ndim == 3 else "gray", vmin=0, vmax=255)
         ax.set_title(t, fontsize=9)
         ax.axis("off")
@@ -282,8 +306,6 @@ def run(args):
     if args.show is not None:
         if not 0 <= args.show < len(samples.table):
             raise dl.DataError(f"--show {args.show}: the dataset has samples 0..{len(samples.table) - 1}")
-        build_caches(dl.Samples(samples.table.iloc[[args.show]], samples.classes, samples.catego, []),
-                     cache_dir, args.encoding, args.face, 1, flow=args.flow)
         show(samples, cache_dir, args.show, args.out, args.encoding, args.face, args.flow)
         return 0
     print(dl.describe(samples))

@@ -223,10 +223,18 @@ class _Serial:
         return map(fn, jobs)
 
 
-def pool(workers):
-    """A process pool with imap_unordered, or the same in this process for one worker. fork, so
-    the workers share what this process has loaded (dlib's landmark model)."""
-    return get_context("fork").Pool(workers) if workers > 1 else _Serial()
+def pool(workers, preload=()):
+    """A process pool with imap_unordered, or the same in this process for one worker. The workers
+    are forked from a forkserver, a process that has imported the modules `preload` names and run
+    nothing else: forking this process could copy a lock held by one of torch's or OpenMP's
+    threads (bench.py trains before it preprocesses) and hang the worker. Each worker loads what
+    it needs (dlib's landmark model) once; the server starts once per process
+    (docs/performance.md)."""
+    if workers <= 1:
+        return _Serial()
+    ctx = get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    return ctx.Pool(workers)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,8 +3,12 @@
     builders.build_casme3(root)   # spNO.1/a/color/1.jpg, several clips per task video
     builders.build_custom(root)   # clips/P1_happy/frame_0012.png + clips.csv
     builders.subset_sheet(demo, ["01", "02"], path)   # the shared demo (conftest) of fewer subjects
+    builders.copy_caches(demo["cache"], "01", tmp_path / "cache")   # and the caches of one subject
 """
+import glob
 import os
+import pathlib
+import shutil
 
 import cv2
 import pandas as pd
@@ -90,3 +94,18 @@ def subset_sheet(demo, subjects, path):
     t = t[[c for c in t.columns if not c.startswith("Unnamed")]]
     t[t.Subject.isin(subjects)].to_csv(path, index=False)
     return str(path)
+
+
+def cache_folder(cache, subject):
+    """The folder holding a subject's caches under the cache folder `cache`, made with one set of
+    settings (<cache>/<settings tag>/<subject>, see dataloader.cache_file)."""
+    folders = glob.glob(os.path.join(glob.escape(str(cache)), "*", subject))
+    assert len(folders) == 1, folders
+    return pathlib.Path(folders[0])
+
+
+def copy_caches(cache, subject, dest):
+    """Copy a subject's caches into the cache folder `dest`, where they lie as in `cache`;
+    returns the folder they are in."""
+    src = cache_folder(cache, subject)
+    return pathlib.Path(shutil.copytree(src, os.path.join(dest, os.path.relpath(src, cache))))

@@ -1,9 +1,11 @@
 """Every dataset from its native files: CASME II .xlsx, SAMM .xlsx, SMIC folder trees, the port's
 CSV, the MEGC 2019 composite, CAS(ME)^3 Part A and CUSTOM CSVs, built small from the demo's
 astronaut frames (make_demo)."""
+import errno
 import importlib
 import json
 import os
+import re
 import shutil
 
 import cv2
@@ -183,11 +185,13 @@ def test_smic_frames_decode_and_cache(data, tmp_path):
     one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
     assert spw.build_caches(one, str(tmp_path / "cache"), quiet=True) == []
     assert dl.load_streams(one, str(tmp_path / "cache"), ["F"]).x.shape == (1, 1, 227, 227, 3)
-    # a cache of one flow method is never read as the other's
-    with pytest.raises(dl.DataError, match="other settings"):
+    # a cache of one flow method is never read as the other's: each has its own
+    with pytest.raises(dl.DataError, match="cache missing"):
         dl.load_streams(one, str(tmp_path / "cache"), ["F"], flow="opencv")
     assert spw.build_caches(one, str(tmp_path / "cache"), quiet=True, flow="opencv") == []
-    assert dl.load_streams(one, str(tmp_path / "cache"), ["F"], flow="opencv").x.shape == (1, 1, 227, 227, 3)
+    ipol, opencv = (dl.load_streams(one, str(tmp_path / "cache"), ["F"], flow=f).x
+                    for f in ("ipol", "opencv"))
+    assert ipol.shape == opencv.shape == (1, 1, 227, 227, 3) and (ipol != opencv).any()
 
 
 def test_composite(data):
@@ -238,7 +242,7 @@ def test_casme_real_counts(tmp_path):
     assert "dropped 9 (not in the 5-class set): sadness 7, fear 2" in s.notes
     assert s.table.set_index(["subject", "filename"]).apex["04", "EP02_01f"] == 15   # "/": (10 + 20) // 2
     assert (f"{sheet}: row 31: apex '/' is not a number (04/EP02_01f@10, offset 20): "
-            "middle frame 15 used" in s.notes)
+            "middle frame 15 used (missing: the clip has no frame after the onset)" in s.notes)
     s3 = dl.read_samples(sheet, root, "CASME", 3)
     assert counts(s3) == {"negative": 90, "positive": 32, "surprise": 25}
 
@@ -447,7 +451,7 @@ def test_casme3_native_layout_and_class_sets(casme3):
     a = t[(t.subject == "spNO.1") & (t.filename == "a")]
     assert a.onset.tolist() == [1, 5, 9] and a.onset_path.tolist() == [
         os.path.join(casme3["root"], "spNO.1", "a", "color", f"{n}.jpg") for n in (1, 5, 9)]
-    assert len({dl.cache_file("c", r) for r in t.to_dict("records")}) == len(t)
+    assert len({path for _, path, _, _ in dl.cache_jobs(s, "c", "fixed", "auto", "ipol")}) == len(t)
     assert len({dl.sample_id(r) for r in t.to_dict("records")}) == len(t)
     assert [sub for sub, _, _ in dl.loso_splits(t.subject)] == ["spNO.1", "spNO.2", "spNO.3"]
     s4 = dl.read_samples(casme3["sheet"], casme3["root"], "CASME3", 4)
@@ -498,7 +502,7 @@ def test_casme3_bad_inputs_name_file_and_row(casme3, tmp_path, capsys):
     bad = df.copy()
     bad.loc[2, "Onset"] = "x"
     sheet = write_casme3(tmp_path / "onset.xlsx", bad)
-    assert error(sheet, root, "CASME3") == f"{sheet}: row 4: onset 'x' is not a number"
+    assert error(sheet, root, "CASME3") == f"{sheet}: row 4, column Onset: 'x' is not a frame number"
     # a missing frame: --check names it and the sheet row of its sample
     gone = tmp_path / "A"
     shutil.copytree(root, gone)
@@ -627,8 +631,8 @@ def test_custom_caches_with_and_without_alignment(custom, tmp_path):
     one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
     for face in ("auto", "none"):   # auto = dlib for CUSTOM frames
         assert spw.build_caches(one, str(tmp_path / face), face=face, quiet=True) == []
-        path = dl.cache_file(str(tmp_path / face), s.table.iloc[0])
-        assert path.endswith(os.path.join("P1", "clips", "P1_happy_12.npz"))
+        (_, path, _, _), = dl.cache_jobs(one, str(tmp_path / face), "fixed", face, "ipol")
+        assert path.endswith(os.path.join("P1", "clips%2FP1_happy_12.npz"))   # the clip's "/" encoded
         with np.load(path) as z:
             assert json.loads(str(z["meta"]))["settings"]["face"] == ("dlib" if face == "auto" else "none")
 
@@ -641,7 +645,7 @@ def test_cache_follows_its_sheet_row_and_frames(data, tmp_path, capsys):
         dl.read_samples(sheet, str(root), "CASME"))
     s = three()
     assert spw.build_caches(s, cache) == []
-    files = [dl.cache_file(cache, r) for r in s.table.to_dict("records")]
+    files = [path for _, path, _, _ in dl.cache_jobs(s, cache, "fixed", "auto", "ipol")]
     before = [open(f, "rb").read() for f in files]
     with np.load(files[0]) as z:   # what the cache was made from is in it
         assert json.loads(str(z["meta"]))["sources"] == dl.frame_sources(s)[0]
@@ -782,3 +786,175 @@ def test_per_fold_layout_faults_are_named_and_its_subjects_give_the_datasets(dem
     with pytest.raises(dl.DataError, match=r"x.csv: expected columns subject, clip, emotion, flow .* it has "
                                            r"subject, clip, label$"):
         dl.read_samples(str(tmp_path / "x.csv"), str(tmp_path), "FLOWS")
+
+
+# caches: always under --cache_dir, one folder per set of settings, and why one is not used
+
+def test_path_part_is_one_safe_component_and_never_shared():
+    names = ["clips/P1", "clips%2FP1", "/abs/clip", "..", ".", ".hidden", "a\\b", "a b", "", "x" * 300,
+             "x" * 299 + "y", "спNO.1", "c:clip", "a_1"]
+    parts = [dl.path_part(n) for n in names]
+    assert len(set(parts)) == len(names)
+    for p in parts:
+        assert p and p not in (".", "..") and not p.startswith(".") and len(p) <= 100
+        assert os.sep not in p and "/" not in p and "\\" not in p and ":" not in p
+    assert dl.path_part("EP02_01f") == "EP02_01f" and dl.path_part("spNO.1") == "spNO.1"
+
+
+def test_caches_stay_under_cache_dir_whatever_the_csv_says(custom, tmp_path, capsys):
+    # a CUSTOM CSV of absolute clip paths, a subject that climbs out and one that is absolute
+    df = custom["df"].iloc[[0, 4]].copy()
+    df["clip"] = [os.path.join(custom["root"], c) for c in df["clip"]]
+    df["subject"] = ["../../up", "/abs"]
+    csv = tmp_path / "abs.csv"
+    df.to_csv(csv, index=False)
+    before = {os.path.join(r, f) for r, _, fs in os.walk(custom["root"]) for f in fs}
+    cache = tmp_path / "cachex"
+    assert spw.main(["--catego", "CUSTOM", "--csv_path", str(csv), "--root", custom["root"],
+                     "--cache_dir", str(cache), "--workers", "1"]) == 0
+    assert f"caches in {cache}: 2 of 2 samples" in capsys.readouterr().out
+    made = [os.path.join(r, f) for r, _, fs in os.walk(tmp_path) for f in fs if f.endswith(".npz")]
+    assert len(made) == 2 and all(m.startswith(str(cache) + os.sep) for m in made)
+    assert {os.path.join(r, f) for r, _, fs in os.walk(custom["root"]) for f in fs} == before
+    assert all(len(os.path.relpath(m, cache).split(os.sep)) == 3 for m in made)   # tag/subject/clip
+
+
+def test_caches_of_other_settings_live_side_by_side(data, tmp_path, capsys):
+    s = dl.read_samples(data["sheet"], data["casme"], "CASME")
+    one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
+    cache = str(tmp_path / "cache")
+    settings = [dict(), dict(encoding="minmax"), dict(face="none"), dict(flow="opencv")]
+    for kw in settings:
+        assert spw.build_caches(one, cache, **kw) == []
+    made = sorted(os.path.join(r, f) for r, _, fs in os.walk(cache) for f in fs)
+    assert len(made) == 4 and len({os.path.dirname(os.path.dirname(m)) for m in made}) == 4
+    stamps = [os.stat(m).st_mtime_ns for m in made]
+    capsys.readouterr()
+    for kw in settings:   # and back: every one of them is still valid, nothing is rebuilt
+        assert spw.build_caches(one, cache, **kw) == []
+        assert f"caches: 1 valid in {cache}, 0 to build" in capsys.readouterr().out
+    assert [os.stat(m).st_mtime_ns for m in made] == stamps
+    tag = os.path.basename(os.path.dirname(os.path.dirname(dl.cache_file(cache, one.table.iloc[0],
+                                                                         dl.cache_settings(one.table.iloc[0],
+                                                                                           "minmax")))))
+    assert tag.startswith("dlib-minmax-ipol-")
+
+
+def fake_cache(path, row, settings, sources, **arrays):
+    feats = {k: np.zeros((227, 227, 3) if k in ("onset", "apex") else (227, 227), np.uint8)
+             for k in ["onset", "apex", "u", "v", "F", "S", "G"]}
+    dl.write_cache(path, feats | arrays, settings, sources, row)
+
+
+def test_read_cache_says_why_and_load_streams_passes_it_on(data, tmp_path, monkeypatch):
+    s = dl.read_samples(data["sheet"], data["casme"], "CASME")
+    one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
+    cache = str(tmp_path / "cache")
+    (row, path, settings, sources), = dl.cache_jobs(one, cache, "fixed", "auto", "ipol")
+
+    def why():   # what read_cache appends, and what load_streams says
+        w = []
+        assert dl.read_cache(path, settings, ["u", "F"], sources, w) is None
+        with pytest.raises(dl.DataError) as e:
+            dl.load_streams(one, cache, ["F"])
+        assert str(e.value).startswith(f"{path}: cache ") and "\n" not in str(e.value)
+        return w, str(e.value)
+
+    msg = f"{path}: cache missing (run save_preprocess_weight.py with the same --cache_dir and settings)"
+    assert why() == (["missing"], msg)
+    fake_cache(path, row, settings, sources)
+    assert dl.read_cache(path, settings, ["u", "F"], sources)["F"].shape == (227, 227)
+    good = open(path, "rb").read()
+    w = []
+    assert dl.read_cache(path, dict(settings, encoding="minmax"), ["u"], sources, w) is None
+    assert w == ["settings"]
+    fake_cache(path, row, dict(settings, encoding="minmax"), sources)   # settings of another cache
+    assert why() == (["settings"], msg.replace("missing", "made with other settings"))
+    fake_cache(path, row, settings, dict(sources, apex=99))
+    assert why()[0] == ["sources"] and "made from other frames or sheet row" in why()[1]
+    for bad in (good[:len(good) // 2], b"", b"not a cache", good[:100] + bytes(200) + good[300:]):
+        with open(path, "wb") as f:
+            f.write(bad)
+        assert why() == (["corrupt"], msg.replace("missing", "truncated or corrupt"))
+    np.save(open(path, "wb"), np.zeros((227, 227), np.uint8))   # an .npy, not an .npz
+    assert why()[0] == ["corrupt"]
+    fake_cache(path, row, settings, sources, F=np.zeros((10, 10), np.uint8))   # not a 227x227 image
+    assert why()[0] == ["corrupt"]
+    fake_cache(path, row, settings, sources, F=np.zeros((227, 227), np.float32))
+    assert why()[0] == ["corrupt"]
+    # there but unreadable: an error naming the file, not a rebuild
+    os.remove(path)
+    os.mkdir(path)
+    with pytest.raises(dl.CacheError, match=f"^{re.escape(path)}: cannot read cache \\(Is a directory\\)$"):
+        dl.read_cache(path, settings, ["u"], sources)
+    os.rmdir(path)
+    fake_cache(path, row, settings, sources)
+
+    def eio(*a, **kw):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(np, "load", eio)
+    with pytest.raises(dl.CacheError) as e:
+        dl.load_streams(one, cache, ["F"])
+    assert str(e.value) == f"{path}: cannot read cache (Input/output error)"
+
+
+def test_build_caches_lists_an_unreadable_cache_and_keeps_it(demo, tmp_path, capsys):
+    sheet = builders.subset_sheet(demo, ["01"], tmp_path / "sheet.csv")
+    folder = builders.copy_caches(demo["cache"], "01", tmp_path / "cache")
+    victim = folder / sorted(os.listdir(folder))[0]
+    os.remove(victim)
+    victim.mkdir()   # stands for a cache this user cannot read
+    assert spw.main(["--csv_path", sheet, "--root", demo["root"], "--catego", "CASME",
+                     "--cache_dir", str(tmp_path / "cache")]) == 1
+    out = capsys.readouterr().out
+    assert f"caches: 4 valid in {tmp_path / 'cache'}, 0 to build, 1 unreadable" in out
+    assert f"{victim}: cannot read cache (Is a directory)" in out and "1 samples failed" in out
+    assert victim.is_dir()
+
+
+# ---------------------------------------------------------------------------------------------
+# frame numbers, blank ids, and the frame that stands in for a bad apex
+
+def test_a_frame_number_is_a_whole_number(custom, tmp_path):
+    df = custom["df"].astype(object)
+    for column, value in [("apex", "4.7"), ("apex", "1e3"), ("onset", "12.5"), ("apex", "inf"),
+                          ("offset", "14.2")]:
+        bad = df.assign(offset=15).astype(object)
+        bad.loc[1, column] = value
+        csv = tmp_path / "bad.csv"
+        bad.to_csv(csv, index=False)
+        assert error(str(csv), custom["root"], "CUSTOM") == (
+            f"{csv}: row 3, column {column}: {value!r} is not a frame number (a whole number)")
+    ok = df.assign(offset=15)
+    ok["apex"] = [f"{a}.0" for a in ok.apex]   # what a numeric cell may read as
+    ok.to_csv(tmp_path / "ok.csv", index=False)
+    assert dl.read_samples(str(tmp_path / "ok.csv"), custom["root"], "CUSTOM").table.apex.tolist() == \
+        df.apex.tolist()
+    neg = df.copy()
+    neg.loc[2, "onset"] = -3
+    neg.to_csv(tmp_path / "neg.csv", index=False)
+    assert error(str(tmp_path / "neg.csv"), custom["root"], "CUSTOM") == \
+        f"{tmp_path / 'neg.csv'}: row 4, column onset: '-3' is not a frame number"
+
+
+def test_blank_subject_or_clip_is_named(custom, tmp_path):
+    for column in ("subject", "clip"):
+        bad = custom["df"].astype(object)
+        bad.loc[2, column] = " "
+        csv = tmp_path / f"{column}.csv"
+        bad.to_csv(csv, index=False)
+        assert error(str(csv), custom["root"], "CUSTOM") == f"{csv}: row 4, column {column}: blank"
+
+
+def test_a_missing_middle_frame_gives_way_to_the_nearest(custom, tmp_path):
+    root = tmp_path / "frames"
+    shutil.copytree(custom["root"], root)
+    df = custom["df"].astype(object)
+    df.loc[0, "apex"] = "/"   # P1_happy: frames 12..15, middle 13
+    os.remove(root / "clips" / "P1_happy" / "frame_0013.png")
+    csv = tmp_path / "clips.csv"
+    df.to_csv(csv, index=False)
+    s = dl.read_samples(str(csv), str(root), "CUSTOM")
+    assert s.table.apex[0] == 14 and os.path.isfile(s.table.apex_path[0])
+    assert (f"{csv}: row 2: apex '/' is not a number (P1/clips/P1_happy@12, offset 15): "
+            "middle frame 13 missing, frame 14 used") in s.notes

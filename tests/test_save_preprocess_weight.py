@@ -5,8 +5,11 @@ import shutil
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 
 import builders
+import dataloader as dl
+import preprocess as pp
 import save_preprocess_weight as spw
 
 
@@ -46,3 +49,54 @@ def test_show_writes_the_picture(demo, tmp_path):
     assert img is not None and img.shape[1] > 3 * img.shape[0]   # seven panels side by side
     assert spw.main(["--csv_path", sheet, "--root", str(root), "--catego", "CASME",
                      "--cache_dir", str(tmp_path / "c"), "--show", "99"]) == 2
+
+
+def test_any_error_of_one_pair_is_that_pairs_failure(demo, tmp_path, monkeypatch):
+    s = dl.read_samples(builders.subset_sheet(demo, ["01"], tmp_path / "sheet.csv"), demo["root"], "CASME")
+    three = dl.Samples(s.table.iloc[:3], s.classes, s.catego, [])
+    features = pp.features
+    faults = {s.table.onset_path[0]: cv2.error("OpenCV(5.0.0) resize.cpp:42: error: (-215:Assertion failed) "
+                                               "!ssize.empty() in function 'resize'\n"),
+              s.table.onset_path[1]: ZeroDivisionError("float division by zero")}
+
+    def flaky(onset, apex, face, encoding, name, flow):
+        if name in faults:
+            raise faults[name]
+        return features(onset, apex, face, encoding, name, flow)
+    monkeypatch.setattr(pp, "features", flaky)
+    failures = dict(spw.build_caches(three, str(tmp_path / "cache"), quiet=True))
+    ids = [dl.sample_id(r) for r in three.table.to_dict("records")]
+    assert failures == {
+        ids[0]: f"{s.table.onset_path[0]}: cv2.error: OpenCV(5.0.0) resize.cpp:42: error: "
+                "(-215:Assertion failed) !ssize.empty() in function 'resize'",
+        ids[1]: f"{s.table.onset_path[1]}: ZeroDivisionError: float division by zero"}
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 1   # the third was made
+
+    def interrupted(*a):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pp, "features", interrupted)   # Ctrl-C still stops the run
+    with pytest.raises(KeyboardInterrupt):
+        spw.build_caches(three, str(tmp_path / "other"), quiet=True)
+
+
+def test_eyes_at_one_point_are_a_failure_of_that_sample(demo, tmp_path, monkeypatch):
+    s = dl.read_samples(builders.subset_sheet(demo, ["01"], tmp_path / "sheet.csv"), demo["root"], "CASME")
+    one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
+    monkeypatch.setattr(pp, "landmarks", lambda img, name: np.full((68, 2), 50.0))
+    (sid, why), = spw.build_caches(one, str(tmp_path / "cache"), quiet=True)
+    assert why == f"{s.table.onset_path[0]}: the two eyes found less than a pixel apart; no face to align"
+
+
+def test_show_of_a_sample_that_fails_says_why(demo, tmp_path, capsys):
+    root = tmp_path / "frames"
+    shutil.copytree(os.path.join(demo["root"], "sub01"), root / "sub01")
+    sheet = builders.subset_sheet(demo, ["01"], tmp_path / "sheet.csv")
+    t = pd.read_csv(sheet, dtype=str)
+    apex = root / "sub01" / t.Filename[2] / f"img{t.ApexFrame[2]}.jpg"
+    os.remove(apex)
+    assert spw.main(["--csv_path", sheet, "--root", str(root), "--catego", "CASME",
+                     "--cache_dir", str(tmp_path / "c"), "--show", "2", "--out", str(tmp_path / "s.png")]) \
+        == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --show 2: 01/{t.Filename[2]}@1 cannot be preprocessed: {apex}: frame not found\n"
+    assert not (tmp_path / "s.png").exists()

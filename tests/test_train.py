@@ -301,17 +301,17 @@ def test_unwritable_output_folder_one_line(dataset, tmp_path, capsys):
 
 
 def test_corrupt_or_foreign_cache_is_rebuilt_not_used(dataset, tmp_path, capsys):
-    import shutil
     cache = tmp_path / "cache"   # subject 01 only (5 clips): each cache rebuilt costs a pair
-    shutil.copytree(os.path.join(dataset["cache"], "01"), cache / "01")
+    folder = builders.copy_caches(dataset["cache"], "01", cache)
     sheet = builders.subset_sheet(dataset, ["01"], tmp_path / "sheet.csv")
-    victim = cache / "01" / sorted(os.listdir(cache / "01"))[0]
+    victim = folder / sorted(os.listdir(folder))[0]
     good = victim.read_bytes()
     victim.write_bytes(good[: len(good) // 2])   # truncated, as by a full disk
     args = ["--csv_path", sheet, "--root", dataset["root"], "--catego", "CASME",
             "--cache_dir", str(cache), "--workers", "1"]
     assert save_preprocess_weight.main(args) == 0
-    assert "4 valid" in capsys.readouterr().out and victim.read_bytes() != good[: len(good) // 2]
+    assert "1 to build (1 rebuilt: truncated or corrupt)" in capsys.readouterr().out
+    assert victim.read_bytes() != good[: len(good) // 2]
     # caches made with other settings are not used for this run's settings either
     assert save_preprocess_weight.main(args + ["--encoding", "minmax"]) == 0
     assert "0 valid" in capsys.readouterr().out
@@ -397,7 +397,7 @@ def test_train_stops_on_samples_it_cannot_preprocess(dataset, tmp_path, capsys):
         shutil.copytree(os.path.join(dataset["root"], s), root / s)
     # 01's caches are the demo's (caches follow the frames' content, not their path): the run
     # makes the 5 of 02, one of which fails
-    shutil.copytree(os.path.join(dataset["cache"], "01"), tmp_path / "cache" / "01")
+    builders.copy_caches(dataset["cache"], "01", tmp_path / "cache")
     victim = sorted((root / "sub02").iterdir())[0]
     os.remove(sorted(victim.iterdir())[-1])   # the clip's last frame: its offset (and maybe apex)
     os.remove(sorted(victim.iterdir())[0])    # and its onset
@@ -409,7 +409,8 @@ def test_train_stops_on_samples_it_cannot_preprocess(dataset, tmp_path, capsys):
     last = cap.err.strip().splitlines()[-1]   # (tqdm's progress bar is on stderr too)
     assert last == "error: 1 samples could not be preprocessed (see above)" and "Traceback" not in cap.err
     # the 4 other caches of 02 were made and are kept for the next run, beside 01's
-    made = {s: sum(f.endswith(".npz") for f in os.listdir(tmp_path / "cache" / s)) for s in ("01", "02")}
+    made = {s: sum(f.endswith(".npz") for f in os.listdir(builders.cache_folder(tmp_path / "cache", s)))
+            for s in ("01", "02")}
     assert made == {"01": 5, "02": 4}
 
 
@@ -516,7 +517,8 @@ def test_casme3_preprocess_and_loso(layouts, capsys):
     d, cache = layouts["dir"], str(layouts["dir"] / "cache3")
     data3 = ["--catego", "CASME3", "--csv_path", layouts["c3_sheet"], "--root", layouts["c3_root"]]
     assert save_preprocess_weight.main(data3 + ["--cache_dir", cache, "--workers", "2"]) == 0
-    made = sorted(os.path.relpath(os.path.join(r, f), cache) for r, _, fs in os.walk(cache) for f in fs)
+    tag = builders.cache_folder(cache, "spNO.1").parent   # <cache>/<settings tag>
+    made = sorted(os.path.relpath(os.path.join(r, f), tag) for r, _, fs in os.walk(cache) for f in fs)
     assert len(made) == 12 and made[:3] == ["spNO.1/a_1.npz", "spNO.1/a_5.npz", "spNO.1/a_9.npz"]
     out = d / "run3"
     assert train.main(tiny("--catego", "CASME3", "--path", layouts["c3_sheet"],

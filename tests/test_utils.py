@@ -237,3 +237,17 @@ def test_workers_default_to_the_cpus_this_process_may_use():
     finally:
         os.sched_setaffinity(0, mask)
     assert defaults == [1, 1]
+
+
+def _parent(_):
+    return os.getppid()
+
+
+def test_pool_workers_are_not_forks_of_a_process_with_threads():
+    # This process runs torch's and OpenMP's threads (the suite trains in it); a fork of it could
+    # copy a lock one of them holds. The workers come from a server that ran nothing.
+    import torch
+    torch.ones(256, 256) @ torch.ones(256, 256)
+    with utils.pool(2) as p:
+        parents = set(p.imap_unordered(_parent, range(4)))
+    assert os.getpid() not in parents and len(parents) == 1
