@@ -128,6 +128,9 @@ def bench_preprocess(pairs_per_subject, subjects, workers, frames=6):
         sheet = make_demo.build_demo(root, subjects=subjects, clips_per_class=pairs_per_subject // 5,
                                      frames=frames)
         samples = dl.read_samples(sheet, root, "CASME")
+        if workers > 1:   # the workers' forkserver starts once per process (utils.pool): not timed
+            with utils.pool(2, spw.PRELOAD) as p:
+                list(p.imap_unordered(abs, [0]))
         for w in sorted({1, workers}):
             for flow in pp.FLOW_METHODS:   # the IPOL port (the default) beside OpenCV's DualTVL1
                 t = time.perf_counter()

@@ -105,6 +105,10 @@ def _write_one(job, feats):
         return f"{e.filename or path}: cannot write cache ({e.strerror or e})"
 
 
+# What the workers' forkserver imports once for all of them (utils.pool): this module by name,
+# whether or not it runs as __main__, brings torch, OpenCV and pandas.
+PRELOAD = ["save_preprocess_weight", "dlib"]
+
 # why a cache is rebuilt, as build_caches says it
 REBUILT = {"sources": "their sheet row or frames changed", "corrupt": "truncated or corrupt",
            "settings": "made with other settings"}
@@ -115,7 +119,10 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
     Returns [(subject/filename@onset, reason)] of the failures; finished caches are never lost.
     Workers prepare whole pairs (pp.features: alignment, flow, encoding); this process writes
     each cache as its pair arrives, so an interrupted run keeps every cache written before it
-    stopped."""
+    stopped. The workers import the caller's main module, as those of any forkserver do: a
+    script of your own that calls this runs its work under `if __name__ == "__main__":`."""
+    if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise dl.DataError(f"{cache_dir}: --cache_dir is a file, not a folder")
     why, jobs, failures = [], [], []   # read_cache appends why each cache is to be built
     for job in dl.cache_jobs(samples, cache_dir, encoding, face, flow):
         try:
@@ -132,7 +139,7 @@ def build_caches(samples, cache_dir, encoding="fixed", face="auto", workers=1, q
     if not jobs:
         return failures
     workers = max(1, min(workers, len(jobs)))
-    with utils.pool(workers, [__name__]) as pool:
+    with utils.pool(workers, PRELOAD) as pool:
         results = pool.imap_unordered(_prepare_one, jobs)   # in the order they finish
         for job, feats, err in utils.progress(results, "preprocess", len(jobs), "pair", disable=quiet):
             err = err or _write_one(job, feats)

@@ -227,9 +227,10 @@ def pool(workers, preload=()):
     """A process pool with imap_unordered, or the same in this process for one worker. The workers
     are forked from a forkserver, a process that has imported the modules `preload` names and run
     nothing else: forking this process could copy a lock held by one of torch's or OpenMP's
-    threads (bench.py trains before it preprocesses) and hang the worker. Each worker loads what
-    it needs (dlib's landmark model) once; the server starts once per process
-    (docs/performance.md)."""
+    threads (bench.py trains before it preprocesses) and hang the worker. The server starts once
+    per process and finds `preload` on its own path (the current folder, PYTHONPATH); what it
+    cannot find, each worker of each pool imports itself. Each worker loads what it needs (dlib's
+    landmark model) once. Costs: docs/performance.md."""
     if workers <= 1:
         return _Serial()
     ctx = get_context("forkserver")

@@ -51,6 +51,13 @@ def test_show_writes_the_picture(demo, tmp_path):
                      "--cache_dir", str(tmp_path / "c"), "--show", "99"]) == 2
 
 
+def test_a_cache_dir_that_is_a_file_is_one_line(demo, tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert spw.main(["--csv_path", demo["sheet"], "--root", demo["root"], "--catego", "CASME",
+                     "--cache_dir", str(tmp_path / "afile")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'afile'}: --cache_dir is a file, not a folder\n"
+
+
 def test_any_error_of_one_pair_is_that_pairs_failure(demo, tmp_path, monkeypatch):
     s = dl.read_samples(builders.subset_sheet(demo, ["01"], tmp_path / "sheet.csv"), demo["root"], "CASME")
     three = dl.Samples(s.table.iloc[:3], s.classes, s.catego, [])
