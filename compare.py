@@ -43,7 +43,10 @@ def compare_runs(run_a, run_b):
     out = dict(a=run_a, b=run_b, seeds=seeds, resamples=metrics.RESAMPLES, bootstrap_seed=metrics.BOOT_SEED,
                per_seed={})
     for s in seeds:
-        (ca, pa), (cb, pb) = A[s], B[s]
+        (ca, pa, sa), (cb, pb, sb) = A[s], B[s]
+        for side, m in (("a", sa), ("b", sb)):   # a partial run is compared, and says so
+            if m["partial"]:
+                out.setdefault("partial", {}).setdefault(side, {})[str(s)] = runfolder.partial_note(m)
         if ca["classes"] != cb["classes"]:
             raise dl.DataError(f"{run_a} has classes {' '.join(ca['classes'])}, "
                                f"{run_b} {' '.join(cb['classes'])}")
@@ -58,8 +61,12 @@ def compare_runs(run_a, run_b):
     first = A[seeds[0]][0], B[seeds[0]][0]
     out["differ_in"] = sorted(k for k in set(first[0]) | set(first[1])
                               if (one or k != "seed") and first[0].get(k) != first[1].get(k))
-    if one:
-        return {k: v for k, v in out.items() if k not in ("seeds", "per_seed")} | out["per_seed"][str(s)]
+    if one:   # one seed each: no seed numbers
+        flat = {k: v for k, v in out.items() if k not in ("seeds", "per_seed")}
+        if "partial" in out:
+            flat["partial"] = {side: note for side, notes in out["partial"].items()
+                               for note in notes.values()}
+        return flat | out["per_seed"][str(s)]
     if len(seeds) > 1:
         out["over_seeds"] = {k: metrics.seed_test([out["per_seed"][str(s)]["metrics"][k]["difference"]
                                                    for s in seeds]) for k in metrics.CI_KEYS}
@@ -74,6 +81,9 @@ def report(c, log=print):
         + (f"; the runs differ in {', '.join(c['differ_in'])}" if c["differ_in"] else "; same settings"))
     if "labels" in c:
         log(f"  {c['labels']}")
+    for side, note in c.get("partial", {}).items():
+        note = note if isinstance(note, str) else "; ".join(f"seed {s}: {n}" for s, n in note.items())
+        log(f"  {side.upper()} is PARTIAL ({note}): its figures are over those folds only")
     if "over_seeds" not in c:   # two runs, or multi-seed folders with one seed in common
         if "per_seed" in c:
             log(f"  seed {c['seeds'][0]} (the one seed in common)")
@@ -96,6 +106,9 @@ def report(c, log=print):
         log(f"  {metrics.NAMES[k]:<10}{pm(mu['a'], sd['a']):>18}{pm(mu['b'], sd['b']):>18}"
             f"{pm(o['mean'], o['sd']):>20}{p(o['p_value']):>8}   "
             + "  ".join(f"{m['difference']:+.4f} ({p(m['p_value'])})" for m in ms))
+    undefined = [metrics.NAMES[k] for k, o in c["over_seeds"].items() if "note" in o]
+    if undefined:
+        log(f"  {', '.join(undefined)}: t-test undefined: every seed differs by the same amount (sd 0)")
     log("  McNemar exact p per seed: " + "  ".join(
         f"seed {s} {p(c['per_seed'][str(s)]['mcnemar']['p_value'])}" for s in c["seeds"]))
 

@@ -126,15 +126,27 @@ def paired(a, b, n_classes):
     return out
 
 
+SAME = "every seed differs by the same amount (sd 0): the t-test over seeds is undefined"
+
+
 def seed_test(d):
     """Mean, sd and the p of a one-sample t-test against 0 of per-seed differences `d`. The seeds
     are independent replications of training and each difference is already paired over the same
-    samples, so the test over seeds is one-sample on the differences."""
+    samples, so the test over seeds is one-sample on the differences. No difference on any seed
+    gives p 1; the same non-zero difference on every seed has no spread to test against: p None
+    and a note, not the p of 0 that t = d / 0 would give."""
     from scipy.stats import ttest_1samp
     d = np.asarray(d, float)
-    p = 1.0 if not d.any() else float(ttest_1samp(d, 0).pvalue)
-    return dict(mean=float(d.mean()), sd=float(d.std(ddof=1)), p_value=None if np.isnan(p) else p,
-                test="paired t-test over seeds (one-sample t-test of the per-seed differences)")
+    out = dict(mean=float(d.mean()), sd=float(d.std(ddof=1)), p_value=None,
+               test="paired t-test over seeds (one-sample t-test of the per-seed differences)")
+    if not d.any():
+        out["p_value"] = 1.0
+    elif np.ptp(d) <= 1e-12:   # the same up to rounding: scipy would divide by ~0
+        out["sd"], out["note"] = 0.0, SAME
+    else:
+        p = float(ttest_1samp(d, 0).pvalue)
+        out["p_value"] = None if np.isnan(p) else p
+    return out
 
 
 def mean_sd(rows, keys):

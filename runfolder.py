@@ -9,11 +9,12 @@ The run folder: what train.py writes, and what compare.py and variants.py read.
 
     import runfolder
     m = runfolder.summarize("runs/casme_dssn")    # (re)write the summary, return summary.json's dict
-    runs = runfolder.load_runs("runs/casme_dssn")  # {seed: (config, predictions)}
+    runs = runfolder.load_runs("runs/casme_dssn")  # {seed: (config, predictions, summary)}
 
 A run folder is resumed only with the same config.json: a fold depends only on the seed, its
 held-out subject and the data, so folds trained by several processes, resumed or sharded, pool
-into the result an uninterrupted run gives.
+into the result an uninterrupted run gives. A summary is of every fold config.json expects, or,
+only when asked (`partial`), of those there are and marked so.
 """
 import hashlib
 import json
@@ -113,7 +114,11 @@ def open_run(run, config, new=False):
 
 
 class Log:
-    """Print a line and append it to a log file (train.log)."""
+    """Print a line and append it to a log file (train.log); closed when the `with` block ends.
+
+        with runfolder.Log(os.path.join(run, "train.log")) as log:
+            log("fold 1/26 ...")
+    """
 
     def __init__(self, path):
         self.f = open(path, "a")
@@ -122,6 +127,12 @@ class Log:
         print(msg, flush=True)
         self.f.write(msg + "\n")
         self.f.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,27 +164,74 @@ def write_fold(run, what, held_out, seconds, train_loss, rows, optimizer_start_s
     return fold
 
 
-def read_fold(path, missing_ok=False):
-    """A fold file of a run folder as a dict; one line naming it if it cannot be read (None if
-    it is missing or, with missing_ok, unreadable: train.py then trains that fold again)."""
+def read_fold(path):
+    """(the fold file as a dict, None), (None, None) if it is missing, or (None, why it cannot be
+    read): one cut short or emptied is not a finished fold (train.py trains it again)."""
     try:
         with open(path, "rb") as f:
             fold = json.loads(f.read())
         if not isinstance(fold, dict) or not all(isinstance(fold.get(k), list)
                                                  for k in ("rows", "train_loss", "epoch_predictions")):
             raise ValueError("not a fold file of train.py")
-        return fold
+        return fold, None
     except FileNotFoundError:
-        return None
+        return None, None
     except (OSError, ValueError) as e:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        if missing_ok:
-            return None
-        raise dl.DataError(f"{path}: cannot read fold file ({str(e) or 'empty'}); delete it and rerun "
-                           f"the run's command to train that fold again") from None
+        return None, str(e) or "empty"
+
+
+def read_folds(run, config):
+    """({held out: fold} of the fold files that can be read, {path: why} of those that cannot).
+    A fold of a subject (or dataset) that is not in the run's data is refused, never pooled."""
+    folds, unreadable = {}, {}
+    for name in sorted(os.listdir(os.path.join(run, "folds"))):
+        if name.endswith(".json"):
+            path = os.path.join(run, "folds", name)
+            if name[:-5] not in config["folds"]:
+                raise dl.DataError(f"{path}: a fold of {name[:-5]}, which is not in this run's data "
+                                   f"({len(config['folds'])} folds): move it out of the folder")
+            fold, why = read_fold(path)
+            if why is not None:
+                unreadable[path] = why
+            elif fold is not None:
+                folds[name[:-5]] = fold
+    return folds, unreadable
+
+
+def missing_folds(run, config, folds, unreadable):
+    """One line on what a run folder lacks: the folds not finished (unreadable files named), and
+    how to finish them or summarize what there is."""
+    missing = [f for f in config["folds"] if f not in folds]
+    bad = "".join(f"; {path}: cannot read fold file ({why})" for path, why in unreadable.items())
+    return (f"{run}: {len(missing)} of {len(config['folds'])} folds missing ({', '.join(missing[:8])}"
+            f"{', ...' if len(missing) > 8 else ''}){bad}: rerun the run's command to finish them, or "
+            f"python train.py --summarize {run} --partial summarizes the {len(folds)} there "
+            f"{'is' if len(folds) == 1 else 'are'}, marked partial")
 
 
 # ---------------------------------------------------------------------------------------------
 # summaries
+
+def partial_note(m):
+    """What a partial summary lacks: '1 of 2 folds, missing 02'; of a multi-seed folder, also the
+    seeds that are missing folds and those left out."""
+    missing = [f for f in m["folds_expected"] if f not in m["folds_found"]]
+    folds = f"{len(m['folds_found'])} of {len(m['folds_expected'])} folds, missing {', '.join(missing)}"
+    if "seeds_expected" not in m:
+        return folds
+    out = [f"seeds {' '.join(map(str, m['seeds_partial']))} are missing folds ({folds})"] * bool(missing)
+    left = [s for s in m["seeds_expected"] if s not in m["seeds"]]
+    return "; ".join(out + [f"seeds {' '.join(map(str, left))} have no summary, left out"] * bool(left))
+
+
+def whole(folder):
+    """Whether a run folder has a summary of all its folds."""
+    path = os.path.join(folder, "summary.json")
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        return not json.load(f)["partial"]
+
 
 def pm(mean, sd, digits=4):
     """'0.7120 +- 0.0200' ('0.7120' without an sd: one seed)."""
@@ -184,22 +242,6 @@ def with_ci(m, k):
     """'0.7120 [0.6410, 0.7730]' (the interval when the summary has one)."""
     ci = (m.get("ci95") or {}).get(k)
     return f"{m[k]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
-
-
-def read_folds(run, config):
-    """The fold files of a run folder. A fold of a subject (or dataset) that is not in the run's
-    data is refused, never pooled."""
-    folds = []
-    for name in sorted(os.listdir(os.path.join(run, "folds"))):
-        if name.endswith(".json"):
-            if name[:-5] not in config["folds"]:
-                raise dl.DataError(f"{os.path.join(run, 'folds', name)}: a fold of {name[:-5]}, which is not "
-                                   f"in this run's data ({len(config['folds'])} folds): "
-                                   "move it out of the folder")
-            folds.append(read_fold(os.path.join(run, "folds", name)))
-    if not folds:
-        raise dl.DataError(f"{run}: no finished folds")
-    return folds
 
 
 def score(pred, classes):
@@ -235,22 +277,32 @@ def epoch_curves(folds, classes):
     return curves
 
 
-def summarize(run, log=print):
+def summarize(run, log=print, partial=False):
     """Pool every fold of a run folder into predictions.csv, summary.json, confusion_matrix.png and
     learning_curves.png; a multi-seed folder (seed<N>/ run folders): each seed's, then the mean
-    and sd over seeds."""
+    and sd over seeds. A run that lacks folds is refused (one line naming them), or with
+    `partial` summarized from the folds there are and marked partial: summary.json's `partial`,
+    `folds_expected` and `folds_found`, and the screen."""
     seeds = seed_folders(run)
     if seeds:
         for folder in seeds.values():
-            if any(n.endswith(".json") for n in os.listdir(os.path.join(folder, "folds"))):
-                summarize(folder, log)
-        return summarize_seeds(run, log)
+            if read_folds(folder, read_config(folder))[0]:
+                summarize(folder, log, partial)
+        return summarize_seeds(run, log, partial)
     config = read_config(run)
-    folds = read_folds(run, config)
+    found, unreadable = read_folds(run, config)
+    if len(found) < len(config["folds"]) and not (partial and found):
+        raise dl.DataError(missing_folds(run, config, found, unreadable) if found or not partial
+                           else f"{run}: no finished folds")
+    folds = list(found.values())
     classes = config["classes"]
     pred = pd.DataFrame([r for fold in folds for r in fold["rows"]])
     m = score(pred, classes)
     m["folds"] = len(folds)
+    m["partial"] = len(folds) < len(config["folds"])
+    m["folds_expected"], m["folds_found"] = config["folds"], list(found)
+    if unreadable:
+        m["unreadable"] = unreadable
     m["samples"] = int(len(pred))
     m["seconds"] = round(sum(fold["seconds"] for fold in folds), 1)
     m["config"] = config
@@ -274,6 +326,9 @@ def report(m, run, log=print):
     protocol, n = m["config"]["protocol"], len(m["per_subject"])
     log(f"\n{protocol.upper()} over {m['folds']} {'datasets' if protocol == 'lodo' else 'subjects'}, "
         f"{m['samples']} samples ({run})")
+    if m["partial"]:
+        log(f"  PARTIAL: {partial_note(m)}; every figure below is over these folds only" + "".join(
+            f"; {path}: cannot read fold file ({why})" for path, why in m.get("unreadable", {}).items()))
     log("  " + "   ".join(f"{metrics.NAMES[k]} {with_ci(m, k)}" for k in metrics.CI_KEYS))
     log(f"  weighted F1 {m['weighted_f1']:.4f}   authors' F1 {m['author_f1']:.4f}"
         + (f"   ([..]: 95 % CI, bootstrap over {n} subjects)" if "ci95" in m else ""))
@@ -307,16 +362,26 @@ def seed_folders(run):
     return dict(sorted(found.items()))
 
 
-def summarize_seeds(run, log=print):
+def summarize_seeds(run, log=print, partial=False):
     """RUN/summary.json of a multi-seed folder from its seeds' own summaries: seeds, per_seed
     (each one's headline metrics), mean and sd (ddof 1) of the headline and of authors_protocol;
-    learning_curves.png with the mean and a +-1 sd band. The seeds must share every setting."""
+    learning_curves.png with the mean and a +-1 sd band. The seeds must share every setting and
+    their folds. A seed without a summary, or with a partial one, is refused (one line), or with
+    `partial` left out, or taken as it is, and the summary marked partial."""
     folders = seed_folders(run)
     got = {}
     for s, folder in folders.items():
         if os.path.isfile(os.path.join(folder, "summary.json")):
             with open(os.path.join(folder, "summary.json")) as f:
                 got[s] = json.load(f)
+    unfinished = [s for s in folders if s not in got]
+    partial_seeds = [s for s, m in got.items() if m["partial"]]
+    if (unfinished or partial_seeds) and not partial:
+        raise dl.DataError(f"{run}: " + "; ".join(
+            [f"seeds {' '.join(map(str, unfinished))} have no summary"] * bool(unfinished)
+            + [f"seeds {' '.join(map(str, partial_seeds))} are missing folds"] * bool(partial_seeds))
+            + f": rerun the run's command to finish them, or python train.py --summarize {run} --partial "
+              f"summarizes the seeds there are, marked partial")
     if not got:
         raise dl.DataError(f"{run}: no seed<N>/ run folder with a summary")
     (s0, first), base = next(iter(got.items())), lambda c: {k: v for k, v in c.items() if k != "seed"}
@@ -326,10 +391,10 @@ def summarize_seeds(run, log=print):
                 raise dl.DataError(f"{folders[s]} was made with {k}={m['config'].get(k)!r}, {folders[s0]} "
                                    f"with {first['config'].get(k)!r}: the seeds of one folder must share "
                                    f"every setting")
-        if (m["samples"], m["folds"]) != (first["samples"], first["folds"]):
+        if (m["samples"], m["folds_found"]) != (first["samples"], first["folds_found"]):
             raise dl.DataError(f"{folders[s]} has {m['samples']} samples in {m['folds']} folds, "
-                               f"{folders[s0]} {first['samples']} in {first['folds']}: summarize a seed "
-                               f"once all its folds are done")
+                               f"{folders[s0]} {first['samples']} in {first['folds']}: the seeds of one "
+                               f"summary must hold the same folds")
     seeds, runs = list(got), list(got.values())
     mean, sd = metrics.mean_sd(runs, metrics.HEADLINE)
     ap_mean, ap_sd = metrics.mean_sd([m["authors_protocol"] for m in runs], AP_KEYS)
@@ -338,6 +403,9 @@ def summarize_seeds(run, log=print):
                          | {"authors_protocol": {k: m["authors_protocol"][k] for k in AP_KEYS}}
                          for s, m in got.items()},
                mean=mean, sd=sd, absent_classes=first["absent_classes"], folds=first["folds"],
+               partial=bool(unfinished or partial_seeds), seeds_expected=list(folders),
+               seeds_partial=partial_seeds,
+               folds_expected=first["folds_expected"], folds_found=first["folds_found"],
                samples=first["samples"], seconds=round(sum(m["seconds"] for m in runs), 1),
                config=base(first["config"]) | {"seeds": seeds},
                authors_protocol={"mean": ap_mean, "sd": ap_sd, "note": first["authors_protocol"]["note"]
@@ -349,11 +417,11 @@ def summarize_seeds(run, log=print):
     utils.atomic_write(os.path.join(run, "summary.json"),
                        lambda f: f.write(json.dumps(top, indent=2).encode()))
     plot_curves(top["per_epoch"], os.path.join(run, "learning_curves.png"), seeds=len(seeds))
-    unfinished = [s for s in folders if s not in got]
     names = metrics.NAMES
     log(f"\n{len(seeds)} seed{'s' * (len(seeds) != 1)} ({' '.join(map(str, seeds))}), each {top['folds']} "
-        f"folds over {top['samples']} samples ({run}): mean +- sd (sample sd)"
-        + (f"; seeds {' '.join(map(str, unfinished))} have no summary yet, left out" if unfinished else ""))
+        f"folds over {top['samples']} samples ({run}): mean +- sd (sample sd)")
+    if top["partial"]:
+        log(f"  PARTIAL: {partial_note(top)}")
     log("  " + f"{'':<18}" + "".join(f"{names[k]:>18}" for k in metrics.HEADLINE))
     for s, m in got.items():
         log("  " + f"{f'seed {s}':<18}" + "".join(f"{m[k]:>18.4f}" for k in metrics.HEADLINE))
@@ -423,8 +491,8 @@ def plot_curves(curves, path, seeds=None):
 # reading finished runs (compare.py)
 
 def load_runs(run):
-    """{seed: (config, predictions with class indices)} of a run folder (its one seed) or of
-    each seed<N>/ of a multi-seed folder; samples sorted by their id (subject/filename@onset)."""
+    """{seed: (config, predictions with class indices, summary)} of a run folder (its one seed) or
+    of each seed<N>/ of a multi-seed folder; samples sorted by their id (subject/filename@onset)."""
     folders = seed_folders(run) or {None: run}
     out = {}
     for s, folder in folders.items():
@@ -435,9 +503,11 @@ def load_runs(run):
             raise dl.DataError(f"{folder}: no predictions.csv (not finished? "
                                f"python train.py --summarize {folder})")
         config = read_config(folder)
+        with open(os.path.join(folder, "summary.json")) as f:
+            summary = json.load(f)
         pred = pd.read_csv(path, dtype={"subject": str, "filename": str})
         index = {c: k for k, c in enumerate(config["classes"])}
         pred = pred.assign(id=[dl.sample_id(r) for r in pred.to_dict("records")],
                            label=pred.label.map(index), prediction=pred.prediction.map(index))
-        out[config["seed"] if s is None else s] = (config, pred.sort_values("id", ignore_index=True))
+        out[config["seed"] if s is None else s] = (config, pred.sort_values("id", ignore_index=True), summary)
     return out

@@ -101,7 +101,10 @@ def parser():
                    help="run every N-th fold starting at the I-th (1-based), e.g. a SLURM array task's share")
     r.add_argument("--save_weights", action="store_true", help="also save each fold's model")
     r.add_argument("--summarize", metavar="RUN_DIR",
-                   help="only write the summary of a run folder (takes no other flag)")
+                   help="only write the summary of a run folder (takes no other flag but --partial)")
+    r.add_argument("--partial", action="store_true",
+                   help="with --summarize: summarize a run that lacks folds (or seeds) from those there "
+                   "are, marked partial on screen and in summary.json")
     r.add_argument("--final", action="store_true",
                    help="train one model on all subjects (no held-out subject, no metrics) into final.pt")
     return p
@@ -110,8 +113,11 @@ def parser():
 def refuse_unused(args, p):
     """--summarize and --final: a flag that cannot apply to them is refused, not silently ignored."""
     given = [k for k, v in vars(args).items() if v != p.get_default(k)]
+    if args.partial and not args.summarize:
+        raise utils.UserError("--partial goes with --summarize RUN_DIR (a run itself summarizes only once "
+                              "every fold is done)")
     if args.summarize:
-        extra = [k for k in given if k != "summarize"]
+        extra = [k for k in given if k not in ("summarize", "partial")]
         if extra:
             raise utils.UserError(f"--{extra[0]} cannot apply to --summarize, which only summarizes "
                                   f"the fold files of {args.summarize}")
@@ -338,17 +344,23 @@ def shuffle_within_subjects(data, seed):
         data.y[i] = data.y[rng.permutation(i)]
 
 
-def load(args):
-    """The data and the run folder: (samples, config, run, log, data, pretrained). Missing caches
-    are built first; a run folder of other settings or other data is refused."""
+def read_data(args):
+    """(samples, config, pretrained weights or None): the data, checked before any work."""
     samples = dl.read_samples(args.path, args.img_root, args.catego, args.num_classes, args.classes,
                               args.parts)
     args.num_classes = len(samples.classes)
+    field = dl.PROTOCOLS[args.protocol][0][:-1]   # "subject" / "dataset"
+    held_out = sorted(set(samples.table[field]))
+    if len(held_out) < 2 and not args.final:   # its one fold would train on nothing
+        raise dl.DataError(f"--protocol {args.protocol} holds out one {field} a fold and trains on the "
+                           f"others: the data has 1 {field} ({held_out[0]})")
     # read (and checked) once, copied into every fold's fresh model
     pretrained = None if args.pretrained == "none" else read_pretrained(args.pretrained)
-    config = runfolder.run_config(args, samples)
-    run = args.weight_save_path = runfolder.open_run(args.weight_save_path, config, args.new)
-    log = runfolder.Log(os.path.join(run, "train.log"))
+    return samples, runfolder.run_config(args, samples), pretrained
+
+
+def load(args, samples, log):
+    """dataloader's streams of the data; missing caches are built first."""
     log(dl.describe(samples))
     failures = spw.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers,
                                 flow=args.flow)
@@ -359,7 +371,7 @@ def load(args):
     if args.shuffle_labels:
         shuffle_within_subjects(data, args.seed)
         log("labels permuted within each subject (control run)")
-    return samples, config, run, log, data, pretrained
+    return data
 
 
 def describe(args, config, pretrained, log):
@@ -422,7 +434,15 @@ def run_fold(args, run, what, held_out, train_idx, test_idx, start_step, data, c
 
 
 def main_run(args):
-    samples, config, run, log, data, pretrained = load(args)
+    samples, config, pretrained = read_data(args)
+    run = args.weight_save_path = runfolder.open_run(args.weight_save_path, config, args.new)
+    with runfolder.Log(os.path.join(run, "train.log")) as log:
+        return train_run(args, samples, config, pretrained, run, log)
+
+
+def train_run(args, samples, config, pretrained, run, log):
+    """The folds of this process into the run folder, then the summary if every fold is done."""
+    data = load(args, samples, log)
     setup_device(args.device)
     streams = [torch.from_numpy(s).to(args.device) for s in data.x]   # the whole dataset, once, on the device
     y = torch.from_numpy(data.y).to(args.device)
@@ -432,7 +452,7 @@ def main_run(args):
     what, splits, mine, start = plan(args, data)
     # A fold file that cannot be read (cut short, zero-length) is not done: it is trained again, which
     # gives what it held (a fold depends only on the seed, its subject and the data, checked above).
-    finished = lambda s: runfolder.read_fold(runfolder.fold_path(run, s), missing_ok=True) is not None
+    finished = lambda s: runfolder.read_fold(runfolder.fold_path(run, s))[0] is not None
     todo = [s for s, _, _ in mine if not finished(s)]
     spent = []   # seconds of each fold trained by this process: the time left is their mean x folds to go
     for k, (held_out, train_idx, test_idx) in enumerate(mine):
@@ -451,10 +471,12 @@ def main_run(args):
             f"train loss {losses[0]:.3f} -> {losses[-1]:.3f}, {fold['seconds']:.1f}s"
             + (f", about {left / 60:.0f} min left" if left >= 90
                else f", about {left:.0f}s left" if left else ""))
-    done = len([n for n in os.listdir(os.path.join(run, "folds")) if n.endswith(".json")])
-    if done < len(splits):
-        log(f"{done} of {len(splits)} folds finished in {run}; the summary is "
-            f"written when the last one lands (or: python train.py --summarize {run})")
+    done, unreadable = runfolder.read_folds(run, config)   # this process's and other shards'
+    for path, why in unreadable.items():
+        log(f"{path}: cannot read fold file ({why}): not counted as finished")
+    if len(done) < len(splits):
+        log(f"{len(done)} of {len(splits)} folds finished in {run}; the summary is written when the last "
+            f"one lands (or, marked partial: python train.py --summarize {run} --partial)")
         return 0
     runfolder.summarize(run, log)
     return 0
@@ -494,20 +516,20 @@ def run_seeds(args):
     for s in args.seeds:
         main_run(argparse.Namespace(**vars(args) | dict(seed=s, seeds=None, new=False,
                                                         weight_save_path=os.path.join(top, f"seed{s}"))))
-    log = runfolder.Log(os.path.join(top, "train.log"))
-    missing = [s for s in args.seeds if not os.path.isfile(os.path.join(top, f"seed{s}", "summary.json"))]
-    if missing:
-        log(f"seeds {' '.join(map(str, missing))} are not finished; {top}/summary.json is written when the "
-            f"last one lands (or: python train.py --summarize {top})")
-        return 0
-    runfolder.summarize_seeds(top, log)
+    with runfolder.Log(os.path.join(top, "train.log")) as log:
+        missing = [s for s in args.seeds if not runfolder.whole(os.path.join(top, f"seed{s}"))]
+        if missing:
+            log(f"seeds {' '.join(map(str, missing))} are not finished; {top}/summary.json is written when "
+                f"the last one lands (or, marked partial: python train.py --summarize {top} --partial)")
+            return 0
+        runfolder.summarize_seeds(top, log)
     return 0
 
 
 def run(args, p):
     refuse_unused(args, p)
     if args.summarize:
-        runfolder.summarize(args.summarize)
+        runfolder.summarize(args.summarize, partial=args.partial)
         return 0
     args = resolve(args)
     return run_seeds(args) if args.seeds else main_run(args)

@@ -39,8 +39,10 @@ COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fus
            ("ap_epoch", "AP epoch"), ("ap_accuracy", "AP accuracy"), ("ap_uf1", "AP UF1"),
            ("ap_author_f1", "AP authors' F1"), ("seconds", "seconds")]
 SCORES = ("accuracy", "uf1", "uar", "author_f1", "ap_accuracy", "ap_uf1", "ap_author_f1")
-# table.csv only: the sd over seeds of SCORES (--seeds), the 95 % CI over subjects (one seed)
-EXTRA = [f"{k}_sd" for k in SCORES] + [f"{k}_ci_{e}" for k in metrics.CI_KEYS for e in ("low", "high")]
+# table.csv only: the sd over seeds of SCORES (--seeds), the 95 % CI over subjects (one seed), and
+# what a partial summary (train.py --summarize --partial) lacks
+EXTRA = [f"{k}_sd" for k in SCORES] + [f"{k}_ci_{e}" for k in metrics.CI_KEYS for e in ("low", "high")] \
+    + ["partial"]
 
 
 def grid(models=MODELS, modes=MODES, fusions=FUSIONS):
@@ -112,13 +114,14 @@ def read_rows(out, variants):
         r4 = lambda v: round(v, 4) if v is not None else ""
         rows.append(dict(variant=name, model=model, modes="".join(modes), fusion=fusion or "",
                          **{k: round(mean[k], 4) for k in ("accuracy", "uf1", "uar", "author_f1")},
-                         ap_epoch=round(ap_mean["epoch"], 1) if "epoch" in ap_mean else "",
+                         ap_epoch=round(ap_mean["epoch"], 1),
                          **{f"ap_{k}": r4(ap_mean.get(k)) for k in ("accuracy", "uf1", "author_f1")},
                          seconds=s["seconds"],
                          **{f"{k}_sd": r4(sd.get(k)) for k in ("accuracy", "uf1", "uar", "author_f1")},
                          **{f"ap_{k}_sd": r4(ap_sd.get(k)) for k in ("accuracy", "uf1", "author_f1")},
                          **{f"{k}_ci_{e}": r4(ci[k][j]) if k in ci else "" for k in metrics.CI_KEYS
-                            for j, e in enumerate(("low", "high"))}))
+                            for j, e in enumerate(("low", "high"))},
+                         partial=runfolder.partial_note(s) if s["partial"] else ""))
         configs[name] = s["config"] | {"folds": s["folds"], "samples": s["samples"]}
     return rows, configs
 
@@ -155,6 +158,8 @@ def markdown(rows, configs, missing):
             ci = r.get(f"{k}_ci_low", "")
             return runfolder.pm(r[k], r[f"{k}_sd"] if r.get(f"{k}_sd", "") != "" else None) + (
                 f" [{ci:.4f}, {r[f'{k}_ci_high']:.4f}]" if ci != "" else "")
+        if k == "variant" and r["partial"]:
+            return f"{r[k]} (PARTIAL)"
         return f"{r[k]:.1f}" if k == "seconds" else (str(r[k]) or "-")
     for r in rows:
         lines.append("| " + " | ".join(cell(r, k) for k, _ in COLUMNS) + " |")
@@ -168,6 +173,10 @@ def markdown(rows, configs, missing):
         if any(r["uf1_ci_low"] != "" for r in rows):
             lines += ["", "[lo, hi]: 95 % CI of a bootstrap over subjects, for this model and seed (not over "
                           "seeds or datasets); python compare.py A B tests a difference."]
+    partial = [f"{r['variant']} ({r['partial']})" for r in rows if r["partial"]]
+    if partial:
+        lines += ["", f"**PARTIAL**: {'; '.join(partial)}: summarized from the folds there are "
+                      f"(train.py --summarize --partial), so not comparable with the whole runs."]
     diff = differing(configs)
     if diff:
         lines += ["", "**Warning**: these variants were not all run with the same "

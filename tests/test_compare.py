@@ -83,3 +83,22 @@ def test_multi_seed_folders_compared_seed_by_seed(tmp_path, capsys):
         assert all(c["per_seed"][str(s)]["metrics"][k]["p_value"] < 0.01 for s in (0, 1, 2))
     out = capsys.readouterr().out
     assert "paired t-test over seeds" in out and "over 3 seeds (0 1 2)" in out
+
+
+def test_a_t_test_over_seeds_with_no_spread_is_undefined_not_p_0(tmp_path, capsys):
+    base = casme_sized(6, right=0.5)
+    better = [(s, l, l if k % 3 == 0 else p) for k, (s, l, p) in enumerate(base)]
+    for s in (0, 1, 2):   # every seed the same runs: B - A is the same on every seed
+        write_run(str(tmp_path / "A" / f"seed{s}"), base, seed=s)
+        write_run(str(tmp_path / "B" / f"seed{s}"), better, seed=s)
+    assert compare.main([str(tmp_path / "A"), str(tmp_path / "B"), "--json", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    for k in ("accuracy", "uf1", "uar"):
+        o = json.loads((tmp_path / "c.json").read_text())["over_seeds"][k]
+        assert o["sd"] == 0 and o["mean"] > 0.05 and o["p_value"] is None
+        assert o["note"] == "every seed differs by the same amount (sd 0): the t-test over seeds is undefined"
+    rows = [l for l in out.splitlines() if l[2:12] in ("accuracy  ", "UF1       ", "UAR       ")]
+    assert len(rows) == 3
+    for row in rows:
+        assert row[68:76].strip() == "-", row   # the p column: no p of 0
+    assert "t-test undefined: every seed differs by the same amount (sd 0)" in out

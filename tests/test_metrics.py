@@ -147,3 +147,10 @@ def test_seed_test_is_scipys_t_test_and_mean_sd():
     mean, sd = metrics.mean_sd([dict(x=1.0), dict(x=3.0)], ["x"])
     assert mean == dict(x=2.0) and sd["x"] == pytest.approx(np.sqrt(2))
     assert metrics.mean_sd([dict(x=1.0)], ["x"]) == (dict(x=1.0), dict(x=None))   # one seed: no sd
+
+
+def test_seed_test_without_spread_is_undefined_not_p_0():
+    same = metrics.seed_test([0.1, 0.1, 0.1])
+    assert same["p_value"] is None and same["sd"] == 0 and same["note"] == metrics.SAME
+    assert metrics.seed_test([0.3 - 0.2, 0.2 - 0.1, 0.1])["p_value"] is None   # equal up to rounding
+    assert metrics.seed_test([0.0, 0.0])["p_value"] == 1.0   # no difference on any seed

@@ -49,15 +49,26 @@ def test_fold_file_round_trip_and_damage(tmp_path):
     fold = runfolder.write_fold(str(tmp_path), "subject", "01", seconds=2.5, train_loss=[0.9, 0.4], rows=rows,
                                 optimizer_start_step=4, epoch_predictions=[[1, 1], [0, 1]])
     path = runfolder.fold_path(str(tmp_path), "01")
-    assert runfolder.read_fold(path) == fold and fold["subject"] == "01"
+    assert runfolder.read_fold(path) == (fold, None) and fold["subject"] == "01"
     assert os.listdir(tmp_path / "folds") == ["01.json"]   # written atomically: no temp file left
-    assert runfolder.read_fold(runfolder.fold_path(str(tmp_path), "02")) is None   # not trained yet
-    for damage in (b"", b'{"subject": "01", "ro', b'{"subject": "01"}', b"[1, 2]"):
+    assert runfolder.read_fold(runfolder.fold_path(str(tmp_path), "02")) == (None, None)   # not trained yet
+    for damage, why in ((b"", "Expecting value: line 1 column 1 (char 0)"),
+                        (b'{"subject": "01", "ro', "Unterminated string starting at: line 1 column 19"),
+                        (b'{"subject": "01"}', "not a fold file of train.py"),
+                        (b"[1, 2]", "not a fold file of train.py"), (b"\xff", "'utf-8' codec can't decode")):
         with open(path, "wb") as f:
             f.write(damage)
-        assert runfolder.read_fold(path, missing_ok=True) is None   # train.py trains it again
-        with pytest.raises(dl.DataError, match=f"^{path}: cannot read fold file .*delete it and rerun"):
-            runfolder.read_fold(path)
+        fold, got = runfolder.read_fold(path)   # train.py trains it again; summarize names it
+        assert fold is None and got.startswith(why), (damage, got)
+
+
+def test_log_prints_appends_and_closes(tmp_path, capsys):
+    path = str(tmp_path / "train.log")
+    for line in ("one", "two"):
+        with runfolder.Log(path) as log:
+            log(line)
+        assert log.f.closed
+    assert open(path).read() == "one\ntwo\n" and capsys.readouterr().out == "one\ntwo\n"
 
 
 def test_open_run_refuses_other_settings_and_other_data(tmp_path):

@@ -1,11 +1,14 @@
 """End-to-end: a CASME II-layout folder built from a real face photo -> save_preprocess_weight.py
 -> train.py, and what a run folder promises (resume, shards, refusal of other settings)."""
+import gc
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -160,9 +163,83 @@ def test_shards_and_resume_give_the_uninterrupted_result(dataset, whole, tmp_pat
     assert full.equals(pd.read_csv(sharded / "predictions.csv"))
 
 
+def test_a_run_missing_folds_is_summarized_only_on_request_and_marked_partial(whole, tmp_path, capsys):
+    out = tmp_path / "run"   # the uninterrupted run without fold 02, as a job array with a task still running
+    shutil.copytree(whole, out)
+    for f in ("folds/02.json", "summary.json", "predictions.csv"):
+        os.remove(out / f)
+    assert train.main(["--summarize", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {out}: 1 of 2 folds missing (02): rerun the run's command to finish them, or "
+                   f"python train.py --summarize {out} --partial summarizes the 1 there is, marked partial")
+    assert not (out / "summary.json").exists()
+    assert train.main(["--summarize", str(out), "--partial"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["partial"] is True and s["folds"] == 1 and s["samples"] == 5
+    assert s["folds_expected"] == ["01", "02"] and s["folds_found"] == ["01"]
+    assert "PARTIAL: 1 of 2 folds, missing 02" in capsys.readouterr().out
+    assert json.loads((whole / "summary.json").read_text())["partial"] is False   # a whole run says so too
+    # a comparison built from it says so
+    assert compare.main([str(out), str(out), "--json", str(tmp_path / "c.json")]) == 0
+    assert "A is PARTIAL (1 of 2 folds, missing 02)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "c.json").read_text())["partial"] == {"a": "1 of 2 folds, missing 02",
+                                                                        "b": "1 of 2 folds, missing 02"}
+
+
+def test_an_unreadable_fold_file_is_named_not_counted_as_done(dataset, whole, tmp_path, capsys):
+    out = tmp_path / "run"   # fold 02 damaged; this process runs fold 01 only (--subjects 01)
+    shutil.copytree(whole, out)
+    (out / "folds" / "02.json").write_bytes(b"")
+    os.remove(out / "summary.json")
+    assert run(dataset, out, "--subjects", "01") == 0
+    log = capsys.readouterr().out
+    assert (f"{out / 'folds' / '02.json'}: cannot read fold file (Expecting value: line 1 column 1 "
+            "(char 0)): not counted as finished") in log
+    assert "1 of 2 folds finished" in log and not (out / "summary.json").exists()
+
+
+def test_one_subject_ends_in_one_line(demo, tmp_path, capsys):
+    sheet = builders.subset_sheet(demo, ["01"], tmp_path / "one.csv")
+    assert train.main(["--path", sheet, "--img_root", demo["root"], "--cache_dir", demo["cache"],
+                       "--weight_save_path", str(tmp_path / "run"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --protocol loso holds out one subject a fold and trains on the others: the data "
+                   "has 1 subject (01)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_log_is_closed_when_a_run_ends(dataset, whole, tmp_path):
+    # variants.py runs train.main up to 12 x (seeds + 1) times in one process
+    out = tmp_path / "run"
+    shutil.copytree(whole, out)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        assert run(dataset, out) == 0   # resumed: trains nothing, summarizes
+        assert run(dataset, out, "--subjects", "99") == 2   # stopped by an error once train.log is open
+        gc.collect()
+    assert [str(w.message) for w in seen if "train.log" in str(w.message)] == []
+
+
+def test_a_multi_seed_folder_missing_folds_is_partial(dataset, tmp_path, capsys):
+    out = tmp_path / "seeds"   # each seed's fold 01 only
+    assert run(dataset, out, "--seeds", "0", "1", "--subjects", "01") == 0
+    assert not (out / "summary.json").exists()
+    capsys.readouterr()
+    assert train.main(["--summarize", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{out / 'seed0'}: 1 of 2 folds missing (02)" in err
+    assert "--partial" in err
+    assert not (out / "summary.json").exists() and not (out / "seed0" / "summary.json").exists()
+    assert train.main(["--summarize", str(out), "--partial"]) == 0
+    top = json.loads((out / "summary.json").read_text())
+    assert top["partial"] is True and top["seeds"] == [0, 1] and top["seeds_partial"] == [0, 1]
+    assert all(json.loads((out / f"seed{s}" / "summary.json").read_text())["partial"] for s in (0, 1))
+    assert "PARTIAL: seeds 0 1 are missing folds" in capsys.readouterr().out
+
+
 def fold_rows(run_dir, subject):
     """The predictions of one fold file."""
-    return runfolder.read_fold(str(run_dir / "folds" / f"{subject}.json"))["rows"]
+    return runfolder.read_fold(str(run_dir / "folds" / f"{subject}.json"))[0]["rows"]
 
 
 def test_sigkill_mid_run_then_resume(dataset, whole, tmp_path):
@@ -218,7 +295,7 @@ def test_run_folder_follows_its_data_and_fold_files(demo, tmp_path, capsys):
     (out / "folds" / "01.json").write_text('{"subject": "01", "ro')   # cut short
     assert run(copy, out, "--subjects", "01") == 0
     assert "01.json: cannot be read, trained again" in capsys.readouterr().out
-    assert len(runfolder.read_fold(str(out / "folds" / "01.json"))["rows"]) == 5
+    assert len(runfolder.read_fold(str(out / "folds" / "01.json"))[0]["rows"]) == 5
     # a fold of a subject that is not in the run's data is never pooled
     shutil.copy(out / "folds" / "01.json", out / "folds" / "99.json")
     assert train.main(["--summarize", str(out)]) == 2

@@ -122,6 +122,20 @@ def test_changed_settings_are_refused_not_mixed(grid_run, tmp_path, capsys):
     assert json.loads((grid_run["out"] / "SSSN_F" / "config.json").read_text())["epochs"] == 1
 
 
+def test_a_partial_variant_is_marked_in_the_table(grid_run, tmp_path):
+    import train
+    grid_run = own_copy(grid_run, tmp_path)
+    out = grid_run["out"]
+    for f in ("folds/02.json", "summary.json"):
+        os.remove(out / "SSSN_G" / f)
+    assert train.main(["--summarize", str(out / "SSSN_G"), "--partial"]) == 0
+    md, rows = variants.write_table(str(out), variants.grid(), [])
+    partial = {r["variant"]: r["partial"] for r in read_csv(out / "table.csv")}
+    assert partial == {"SSSN_F": "", "SSSN_G": "1 of 2 folds, missing 02", "DSSN_FG_mul": ""}
+    assert "| SSSN_G (PARTIAL) | SSSN | G | - |" in md
+    assert "**PARTIAL**: SSSN_G (1 of 2 folds, missing 02): summarized from the folds there are" in md
+
+
 def test_multi_seed_variants_show_mean_and_sd(tmp_path):
     cfg = dict(demo=True, protocol="loso", recipe="keras", epochs=1, batch_size=4, learning_rate=1e-3,
                seeds=[0, 1], pretrained="none",
@@ -133,7 +147,7 @@ def test_multi_seed_variants_show_mean_and_sd(tmp_path):
         seeds=[0, 1], mean=dict(zip(keys, (0.5, 0.4, 0.45, 0.41, 0.42))),
         sd=dict(zip(keys, (0.01, 0.02, 0.03, 0.04, 0.05))),
         authors_protocol=dict(mean=ap((1.5, 0.6, 0.55, 0.6, 0.57)), sd=ap((0.7, 0.1, 0.11, 0.12, 0.13))),
-        seconds=3.0, folds=3, samples=15, config=cfg)))
+        seconds=3.0, folds=3, partial=False, samples=15, config=cfg)))
     md, rows = variants.write_table(str(tmp_path), variants.grid(), [])
     assert ("| DSSN_FG_mul | DSSN | FG | mul | 0.5000 +- 0.0100 | 0.4000 +- 0.0200 | 0.4500 +- 0.0300 | "
             "0.4200 +- 0.0500 | 1.5 | 0.6000 +- 0.1000 | 0.5500 +- 0.1100 | 0.5700 +- 0.1300 | 3.0 |") in md
