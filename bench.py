@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import dataloader as dl
+import flags
 import network
 import preprocess as pp
 import save_preprocess_weight as spw
@@ -151,28 +152,30 @@ def cpu_name():
         return platform.processor() or platform.machine()
 
 
-def main(argv=None):
+def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
+    flags.device(p, amp=False)
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, figures are rough")
     p.add_argument("--models", nargs="+", default=["DSSN-mul"],
                    choices=["SSSN", "DSSN-add", "DSSN-mul", "DSSN-cat"])
     p.add_argument("--batch", type=utils.positive_int, help="batch size (default the authors' 60; --quick 8)")
     p.add_argument("--epochs", type=utils.int_range(2),
                    help="epochs of train_fold, the first untimed (default 3)")
-    a = p.parse_args(argv)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        p.error(f"--device {device}: torch sees no CUDA device")
+    return p
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
+    return utils.cli(lambda: run(a))
+
+
+def run(a):
+    device = flags.resolve_device(a.device)
     cuda = device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
-    if cuda:   # as train.main_run sets them
-        torch.backends.cudnn.benchmark = True
-    else:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.utils.deterministic.fill_uninitialized_memory = False
+    train.setup_device(device)   # as train.py runs
     batch = a.batch or (8 if a.quick else 60)
     epochs = a.epochs or (2 if a.quick else 3)
     n_train = batch * (2 if a.quick else 4)   # 240 at batch 60, about a CASME II fold (237)

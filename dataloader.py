@@ -42,8 +42,6 @@ COLUMNS = {
     "emotion": ["Estimated Emotion", "Emotion"],
 }
 REQUIRED = ("subject", "filename", "onset", "apex", "emotion")
-# Frames are matched by number with any of these extensions (SMIC NIR/VIS copies are .bmp or .jpg).
-IMAGE_EXTS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff")
 
 # Class sets: class -> the emotions (lower case, as in the sheet or the folder name) it takes.
 # The 3-class sets are MEGC 2019's composite mapping. A dataset's first set is its default.
@@ -224,7 +222,7 @@ def list_frames(folder, catego, subject):
         names = os.listdir(folder)
     except OSError:
         return {}
-    found, exts = {}, "|".join(IMAGE_EXTS)
+    found, exts = {}, "|".join(utils.IMAGE_EXTS)
     for template, face in DATASETS[catego]["frames"]:
         rx = re.compile(_template_regex(os.path.splitext(template)[0], subject=subject) + rf"\.(?:{exts})",
                         re.IGNORECASE)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import flags
 import preprocess as pp
 from network import build_model
 import utils
@@ -68,7 +69,7 @@ def parser():
     p.add_argument("--cam_method", default="hirescam", choices=CAM_METHODS,
                    help="hirescam (Grad-CAM with element-wise gradients; default) or gradcam")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (one sample: cpu is fine)")
+    flags.device(p, default="cpu", amp=False)
     return p
 
 
@@ -95,6 +96,10 @@ def load_checkpoint(path, device="cpu"):
     need = ["state_dict", "model", "num_classes", "combination_mode", "image_mode", "classes", "preprocess"]
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in need):
         raise PredictError(f"{path}: not a final.pt of train.py --final (needs keys {', '.join(need)})")
+    if not ckpt["preprocess"] or not all(isinstance(s, dict) and {"encoding", "flow"} <= set(s)
+                                         for s in ckpt["preprocess"].values()):
+        raise PredictError(f"{path}: not a final.pt of train.py --final (its preprocess settings name no "
+                           f"encoding and flow)")
     try:
         model = build_model(ckpt["model"], ckpt["num_classes"], ckpt["combination_mode"])
         model.load_state_dict(ckpt["state_dict"])
@@ -107,18 +112,15 @@ def load_checkpoint(path, device="cpu"):
 def choose_face(ckpt, face="auto"):
     """(face mode, encoding, flow) for new clips: dlib when the model was trained on aligned
     faces (a new clip is a raw frame), else what it was trained with; --face overrides. The
-    flow is the model's (a final.pt without "flow" predates the IPOL flow: OpenCV's)."""
+    encoding and the flow are the model's."""
     trained = ckpt["preprocess"]
     if face == "auto":
         face = "dlib" if "dlib" in trained else next(iter(trained))
     elif face not in trained:
         print(f"warning: the model was trained with --face {' / '.join(trained)}; using {face} as asked",
               file=sys.stderr)
-    encoding = trained.get(face, next(iter(trained.values())))["encoding"]
-    flow = trained.get(face, next(iter(trained.values()))).get("flow", "opencv")
+    encoding, flow = (trained.get(face, next(iter(trained.values())))[k] for k in ("encoding", "flow"))
     want = pp.settings(face, encoding, flow)
-    if face in trained and "flow" not in trained[face]:
-        del want["flow"]   # settings from before --flow existed
     if face in trained and trained[face] != json.loads(json.dumps(want)):
         diff = [k for k, v in want.items()
                 if json.dumps(trained[face].get(k)) != json.dumps(v)]
@@ -177,9 +179,7 @@ def run_model(model, xs, cam=None):
 
 def plot_cam(path, apex_rgb, cams, image_mode, classes, probs, method="hirescam"):
     """The aligned apex, then each stream's class-activation map over it; written atomically."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = utils.pyplot()
     k = int(probs.argmax())
     fig, axes = plt.subplots(1, len(cams) + 1, figsize=(2.5 * (len(cams) + 1), 2.9))
     axes[0].imshow(apex_rgb)
@@ -352,6 +352,7 @@ def report(out, extra, args):
 
 
 def run(args):
+    args.device = flags.resolve_device(args.device)
     out, extra = predict(args.weights, args.onset, args.apex, args.video, args.onset_frame, args.apex_frame,
                          args.offset_frame, args.window, args.face, args.cam, args.cam_method, args.device)
     if args.json:

@@ -31,6 +31,7 @@ import cv2
 import pandas as pd
 
 import dataloader as dl
+import flags
 import preprocess as pp
 import utils
 
@@ -38,27 +39,8 @@ import utils
 def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--csv_path", nargs="+", help="coding sheet(s), .xlsx as distributed or .csv "
-                   "(none for SMIC; COMPOSITE: the sheets of its parts with one, in order; CUSTOM: "
-                   "a CSV with columns subject, clip, onset, apex, emotion [, offset])")
-    p.add_argument("--root", nargs="+", required=True, help="dataset folder(s) holding the subject "
-                   "folders (SMIC: the HS, VIS or NIR folder; COMPOSITE: CASME II, SAMM, SMIC)")
-    p.add_argument("--catego", required=True, choices=list(dl.DATASETS), help="dataset")
-    p.add_argument("--num_classes", type=utils.positive_int, default=None,
-                   help="class set: default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE, CASME3 3; "
-                   "CUSTOM: the CSV's emotions); 3 = MEGC; CASME3 also 4, 7")
-    p.add_argument("--classes", nargs="+", help="keep only these classes (CUSTOM: of the CSV's emotions)")
-    p.add_argument("--parts", nargs="+", help="COMPOSITE of these datasets (default CASME SAMM SMIC), "
-                   "e.g. CASME SAMM or CASME SAMM SMIC CASME3")
-    p.add_argument("--cache_dir", default=None, help="cache folder (default cache/<catego>)")
-    p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES],
-                   help="auto: dlib alignment for raw frames, none for cropped (CASME II reg_img)")
-    p.add_argument("--encoding", default="fixed", choices=pp.ENCODINGS,
-                   help="fixed: authors' x16+128; minmax: the port's per-sample rescaling")
-    p.add_argument("--flow", default="ipol", choices=pp.FLOW_METHODS,
-                   help="TV-L1 flow: ipol, the authors' program (torch port); opencv: OpenCV's DualTVL1")
-    p.add_argument("--workers", type=utils.positive_int, default=utils.cpus(),
-                   help="processes (default: the CPUs this job may use)")
+    flags.data(p, sheet="--csv_path", root="--root", required=True)
+    flags.preprocessing(p)
     p.add_argument("--check", action="store_true", help="only list samples and missing frames")
     p.add_argument("--show", type=utils.nonneg_int, default=None, metavar="N", help="plot sample N's inputs")
     p.add_argument("--out", default="sample.png", help="image file for --show")
@@ -274,9 +256,7 @@ def check(samples):
 def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol"):
     """Onset and apex crops and the five network inputs of sample n, side by side (its cache
     built first if need be)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = utils.pyplot()
     one = dl.Samples(samples.table.iloc[[n]], samples.classes, samples.catego, [])
     failed = build_caches(one, cache_dir, encoding, face, 1, flow=flow)
     if failed:   # its reason: there is no cache to show

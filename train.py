@@ -17,15 +17,14 @@ RUN/seed<N>/, with the mean and sd over seeds in RUN/summary.json.
 
     python train.py --catego COMPOSITE --parts CASME SAMM --protocol lodo \\
         --path CASME2-coding-20140508.xlsx SAMM_Micro_FACS_Codes_v2.xlsx --img_root CASME2_RAW SAMM
-Outputs in --weight_save_path: summary.json, predictions.csv, confusion_matrix.png, learning_curves.png,
-train.log. The test subjects are also scored after every epoch: summary.json's per_epoch, and
-authors_protocol (the epoch with the best pooled authors' F1, picked on test data as the authors did,
-for comparison with the paper only).
+Outputs in --weight_save_path (runfolder.py): summary.json, predictions.csv, confusion_matrix.png,
+learning_curves.png, train.log. The test subjects are also scored after every epoch: summary.json's
+per_epoch, and authors_protocol (the epoch with the best pooled authors' F1, picked on test data as
+the authors did, for comparison with the paper only).
 """
 import argparse
 import contextlib
 import hashlib
-import json
 import math
 import os
 import sys
@@ -36,9 +35,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import compare
 import dataloader as dl
+import flags
 import preprocess as pp
+import runfolder
 import save_preprocess_weight as spw
 from network import (DSSN, FORMATS, build_model, count_parameters, load_pretrained, read_pretrained,
                      weights_format)
@@ -51,87 +51,98 @@ PAPER = dict(batch_size=60, learning_rate=1e-4, epochs=100)
 DEMO = dict(batch_size=10, learning_rate=1e-3, epochs=8)
 ADAM_DECAY = 1e-7   # Keras Adam(decay=1e-7): lr / (1 + decay * step)
 RECIPES = ("keras", "pytorch")
+# --final trains one model on every sample: these flags would be silently ignored
+NOT_FINAL = ("subjects", "shard", "save_weights", "protocol", "seeds")
 
 
 def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--path", nargs="+", help="coding sheet(s) (.xlsx or .csv); none for SMIC; COMPOSITE: "
-                   "the sheets of its parts that have one, in order (default: CASME II, SAMM); CUSTOM: a CSV "
-                   "with columns subject, clip, onset, apex, emotion [, offset]. "
-                   "Omit --path and --img_root to run the synthetic demo")
-    p.add_argument("--catego", default="CASME", choices=list(dl.DATASETS), help="dataset")
-    p.add_argument("--img_root", nargs="+", help="dataset folder holding the subject folders; "
-                   "COMPOSITE: one per part (default CASME II, SAMM, SMIC); CUSTOM: the folder of the clips")
-    p.add_argument("--num_classes", type=utils.positive_int, default=None,
-                   help="class set; default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE, CASME3 3; "
-                   "CUSTOM the CSV's emotions); CASME3 also 4, 7")
-    p.add_argument("--classes", nargs="+", help="keep only these classes (CUSTOM: of the CSV's emotions)")
-    p.add_argument("--parts", nargs="+", help="COMPOSITE of these datasets, in the order of --path / "
-                   "--img_root (default CASME SAMM SMIC; any with a 3-class set, e.g. CASME SAMM CASME3)")
-    p.add_argument("--protocol", default="loso", choices=list(dl.PROTOCOLS),
-                   help="loso: leave one subject out; lodo: leave one dataset of a composite out")
-    p.add_argument("--combination_mode", default="mul", choices=DSSN.MODES, help="DSSN fusion")
-    p.add_argument("--image_mode", nargs="+", default=None,
+    data = p.add_argument_group("data")
+    flags.data(data, sheet="--path", root="--img_root", demo=True)
+    data.add_argument("--protocol", default="loso", choices=list(dl.PROTOCOLS),
+                      help="loso: leave one subject out; lodo: leave one dataset of a composite out")
+    data.add_argument("--demo_dir", default="demo", help="where the demo dataset is built")
+    m = p.add_argument_group("model and training")
+    m.add_argument("--model", default="DSSN", choices=["SSSN", "DSSN"])
+    m.add_argument("--image_mode", nargs="+", default=None,
                    help="third channel per stream: F S G (DSSN two, SSSN one; default F G / G)")
-    p.add_argument("--batch_size", type=utils.positive_int,
-                   help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
-    p.add_argument("--weight_save_path", help="run folder (default runs/<catego>_<model>_<modes>)")
-    p.add_argument("--model", default="DSSN", choices=["SSSN", "DSSN"])
-    p.add_argument("--epochs", type=utils.positive_int,
-                   help=f"default {PAPER['epochs']} (demo {DEMO['epochs']})")
-    p.add_argument("--learning_rate", type=utils.positive_float,
-                   help=f"default {PAPER['learning_rate']} (demo {DEMO['learning_rate']})")
-    p.add_argument("--cache_dir", help="feature caches (default cache/<catego>); missing ones are built")
-    p.add_argument("--pretrained", default="none",
-                   help="ImageNet AlexNet conv1/conv2: the authors' Keras 1 "
-                   "alexnet_weights.h5, bvlc_alexnet.npy, "
-                   "bvlcalexnet-*.onnx or a state dict (the port's partial.pt); or none")
-    seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=utils.nonneg_int, default=0)
-    seeds.add_argument("--seeds", nargs="+", type=utils.nonneg_int, metavar="SEED",
-                       help="the whole run once per seed, into RUN/seed<N>/ (each what --seed N gives); "
-                       "RUN/summary.json: mean and sd over the seeds")
-    p.add_argument("--amp", default="auto", choices=["auto", "none", "bf16"],
-                   help="mixed precision; auto = bf16 on a GPU with native bf16, else none (fp32); "
-                   "bf16 where it is not native is refused")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1")
-    p.add_argument("--face", default="auto", choices=["auto", *pp.FACE_MODES])
-    p.add_argument("--encoding", default="fixed", choices=pp.ENCODINGS)
-    p.add_argument("--flow", default="ipol", choices=pp.FLOW_METHODS,
-                   help="TV-L1 flow: ipol, the authors' program (torch port); opencv: OpenCV's DualTVL1")
-    p.add_argument("--workers", type=utils.positive_int, default=utils.cpus(),
-                   help="preprocessing processes (default: the CPUs this job may use)")
-    p.add_argument("--subjects", nargs="+", help="run only these held-out subjects' folds "
-                   "(--protocol lodo: these held-out datasets)")
-    p.add_argument("--shard", metavar="I/N", type=utils.shard,
-                   help="run every N-th fold starting at the I-th (1-based), e.g. a SLURM array task's share")
-    p.add_argument("--save_weights", action="store_true", help="also save each fold's model")
-    p.add_argument("--new", action="store_true", help="if the run folder exists, use a new one beside it")
-    p.add_argument("--summarize", metavar="RUN_DIR", help="only write the summary of a run folder")
-    p.add_argument("--shuffle_labels", action="store_true",
-                   help="control: permute labels within each subject; scores should fall to chance")
-    p.add_argument("--demo_dir", default="demo", help="where the demo dataset is built")
-    p.add_argument("--final", action="store_true",
-                   help="train one model on all subjects (no held-out subject, no metrics) into final.pt")
-    p.add_argument("--recipe", default="keras", choices=RECIPES,
+    m.add_argument("--combination_mode", default="mul", choices=DSSN.MODES, help="DSSN fusion")
+    m.add_argument("--recipe", default="keras", choices=RECIPES,
                    help="keras: as the authors' Keras 2 code trained (batches in subject and sheet order, "
                    "Keras' Adam with its step counter carried across folds, he_normal biases, clipped "
                    "cross-entropy); pytorch: shuffled batches, a fresh torch Adam per fold, zero biases, "
                    "plain cross-entropy")
+    m.add_argument("--batch_size", type=utils.positive_int,
+                   help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
+    m.add_argument("--epochs", type=utils.positive_int,
+                   help=f"default {PAPER['epochs']} (demo {DEMO['epochs']})")
+    m.add_argument("--learning_rate", type=utils.positive_float,
+                   help=f"default {PAPER['learning_rate']} (demo {DEMO['learning_rate']})")
+    m.add_argument("--pretrained", default="none",
+                   help="ImageNet AlexNet conv1/conv2: the authors' Keras 1 "
+                   "alexnet_weights.h5, bvlc_alexnet.npy, "
+                   "bvlcalexnet-*.onnx or a state dict (the port's partial.pt); or none")
+    seeds = m.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=utils.nonneg_int, default=0)
+    seeds.add_argument("--seeds", nargs="+", type=utils.nonneg_int, metavar="SEED",
+                       help="the whole run once per seed, into RUN/seed<N>/ (each what --seed N gives); "
+                       "RUN/summary.json: mean and sd over the seeds")
+    m.add_argument("--shuffle_labels", action="store_true",
+                   help="control: permute labels within each subject; scores should fall to chance")
+    flags.device(m)
+    flags.preprocessing(p.add_argument_group("preprocessing (missing caches are built first)"))
+    r = p.add_argument_group("run folder")
+    r.add_argument("--weight_save_path", help="run folder (default runs/<catego>_<model>_<modes>)")
+    r.add_argument("--new", action="store_true", help="if the run folder exists, use a new one beside it")
+    r.add_argument("--subjects", nargs="+", help="run only these held-out subjects' folds "
+                   "(--protocol lodo: these held-out datasets)")
+    r.add_argument("--shard", metavar="I/N", type=utils.shard,
+                   help="run every N-th fold starting at the I-th (1-based), e.g. a SLURM array task's share")
+    r.add_argument("--save_weights", action="store_true", help="also save each fold's model")
+    r.add_argument("--summarize", metavar="RUN_DIR",
+                   help="only write the summary of a run folder (takes no other flag but --partial)")
+    r.add_argument("--partial", action="store_true",
+                   help="with --summarize: summarize a run that lacks folds (or seeds) from those there "
+                   "are, marked partial on screen and in summary.json")
+    r.add_argument("--final", action="store_true",
+                   help="train one model on all subjects (no held-out subject, no metrics) into final.pt")
     return p
+
+
+def refuse_unused(args, p):
+    """--summarize and --final: a flag that cannot apply to them is refused, not silently ignored."""
+    given = [k for k, v in vars(args).items() if v != p.get_default(k)]
+    if args.partial and not args.summarize:
+        raise utils.UserError("--partial goes with --summarize RUN_DIR (a run itself summarizes only once "
+                              "every fold is done)")
+    if args.summarize:
+        extra = [k for k in given if k not in ("summarize", "partial")]
+        if extra:
+            raise utils.UserError(f"--{extra[0]} cannot apply to --summarize, which only summarizes "
+                                  f"the fold files of {args.summarize}")
+    elif args.final:
+        extra = [k for k in given if k in NOT_FINAL]
+        if extra:
+            raise utils.UserError(f"--{extra[0]} cannot apply to --final, which trains one model on "
+                                  f"every sample (no folds)")
+
+
+def resolve_amp(device, amp):
+    """--amp's value: auto is bf16 on a GPU with native bf16, else none; bf16 where it is not
+    native is refused before any work."""
+    if amp == "auto":
+        amp = "bf16" if device.startswith("cuda") and native_bf16(device)[0] else "none"
+    if amp == "bf16" and not native_bf16(device)[0]:
+        raise utils.UserError(f"--amp bf16: {native_bf16(device)[1]}; use --amp none (fp32)")
+    return amp
 
 
 def resolve(args):
     """Fill defaults that depend on the dataset (paper settings) or the demo."""
     # device and precision first: a request this machine cannot honour is refused before any work
-    args.device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise dl.DataError(f"--device {args.device}: torch sees no CUDA device (use --device cpu)")
-    if args.amp == "auto":
-        args.amp = "bf16" if args.device.startswith("cuda") and native_bf16(args.device)[0] else "none"
-    if args.amp == "bf16" and not native_bf16(args.device)[0]:
-        raise dl.DataError(f"--amp bf16: {native_bf16(args.device)[1]}; use --amp none (fp32)")
+    args.device = flags.resolve_device(args.device)
+    args.amp = resolve_amp(args.device, args.amp)
     if args.path is None and args.img_root is None:
         import make_demo
         sheet = os.path.join(args.demo_dir, make_demo.SHEET)
@@ -176,93 +187,20 @@ def resolve(args):
         + (f"_{args.combination_mode}" if want == 2 else "") \
         + ("_shuffled" if args.shuffle_labels else "") + ("_final" if args.final else "")
     args.weight_save_path = args.weight_save_path or os.path.join("runs", name)
-    if args.seeds and args.final:
-        raise dl.DataError("--final trains one model: give it --seed, not --seeds")
     return args
 
 
-def fingerprint(samples):
-    """{sample id: "label=L apex=A frames=H"} (H: a digest of the two frame files' sha256), what
-    config.json records of the data so that a rerun on changed data is refused, never mixed in."""
-    src = dl.frame_sources(samples)
-    # the sha256 of the source files, in order (onset, apex frames; or flow file, apex image)
-    frames = lambda s: hashlib.sha256(" ".join(str(v) for k, v in s.items() if k.endswith("sha256"))
-                                      .encode()).hexdigest()[:16]
-    return {dl.sample_id(r): f"label={r['label']} apex={r['apex']} frames={frames(s)}"
-            for r, s in zip(samples.table.to_dict("records"), src)}
+# ---------------------------------------------------------------------------------------------
+# the training loop (bench.py times it as it is)
 
-
-def data_changes(old, new):
-    """One line naming what differs between two fingerprints, or None."""
-    fields = lambda v: dict(x.split("=") for x in v.split())
-    diff = {i: "removed" if i not in new else "added" if i not in old else
-            "/".join(k for k, v in fields(new[i]).items() if fields(old[i]).get(k) != v)
-            for i in sorted(set(old) | set(new)) if old.get(i) != new.get(i)}
-    if diff:
-        return f"{len(diff)} samples changed: " + ", ".join(f"{i} ({f})" for i, f in list(diff.items())[:3]) \
-            + (", ..." if len(diff) > 3 else "")
-
-
-def run_config(args, samples):
-    """Everything that changes the results; a run folder is only resumed with the same. `samples`
-    is a fingerprint of the data (ids, labels, apexes, frames) and `folds` what is held out."""
-    keys = ["path", "img_root", "catego", "parts", "num_classes", "protocol",
-            "model", "image_mode", "batch_size",
-            "epochs", "learning_rate", "seed", "amp", "face", "encoding", "flow", "demo", "shuffle_labels",
-            "final", "recipe"]
-    c = {k: getattr(args, k) for k in keys}
-    # single paths stay plain strings, so the config reads as the user typed it
-    one = lambda ps: [os.path.abspath(p) for p in utils.as_list(ps)]
-    c["path"], c["img_root"] = [x[0] if len(x) == 1 else x or None
-                                for x in (one(args.path), one(args.img_root))]
-    c["combination_mode"] = args.combination_mode if args.model == "DSSN" else None
-    c["pretrained"] = "none" if args.pretrained == "none" else utils.sha256(args.pretrained)
-    c["classes"] = samples.classes
-    c["device_type"] = args.device.split(":")[0]
-    c["samples"] = fingerprint(samples)
-    c["folds"] = sorted(set(samples.table["subject" if args.protocol == "loso" else "dataset"]))
-    return c
-
-
-def beside(run):
-    """The first of run_2, run_3, ... that does not exist (--new)."""
-    i = 2
-    while os.path.exists(f"{run}_{i}"):
-        i += 1
-    return f"{run}_{i}"
-
-
-def open_run(args, config):
-    run = args.weight_save_path
-    if args.new and os.path.exists(run):
-        run = args.weight_save_path = beside(run)
-    cfg_path = os.path.join(run, "config.json")
-    if os.path.isfile(cfg_path):
-        with open(cfg_path) as f:
-            old = json.load(f)
-        old.setdefault("recipe", "pytorch")   # folders made before --recipe were trained that way
-        for k in config:
-            if k == "samples" and old.get(k) != config[k]:   # the same flags on changed data: folds never mix
-                why = data_changes(old[k], config[k]) if k in old else "config.json records no samples"
-                raise dl.DataError(f"{run} was trained on other data ({why}): use --new or another "
-                                   f"--weight_save_path")
-            if old.get(k) != config[k]:
-                raise dl.DataError(f"{run} was made with {k}={old.get(k)!r}, this run has {config[k]!r}: "
-                                   f"use another --weight_save_path, or --new")
+def setup_device(device):
+    """torch's settings for training on `device` (train.py and bench.py): on a GPU cuDNN picks
+    its fastest convolutions; on CPU the results are bit-identical run to run."""
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
     else:
-        utils.atomic_write(cfg_path, lambda f: f.write(json.dumps(config, indent=2).encode()))
-    os.makedirs(os.path.join(run, "folds"), exist_ok=True)
-    return run
-
-
-class Log:
-    def __init__(self, path):
-        self.f = open(path, "a")
-
-    def __call__(self, msg):
-        print(msg, flush=True)
-        self.f.write(msg + "\n")
-        self.f.flush()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = False   # a debug aid, ~2 % of a step
 
 
 def fold_seed(seed, subject):
@@ -394,15 +332,36 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     return probs.cpu().numpy(), [float(l) / len(tr) for l in torch.stack(losses).cpu()], model
 
 
-def main_run(args):
+# ---------------------------------------------------------------------------------------------
+# a LOSO (or LODO) run: load, the folds, the summary
+
+def shuffle_within_subjects(data, seed):
+    """The --shuffle_labels control. Within each subject, not over all samples: with balanced
+    subjects a global shuffle pushes LOSO below chance (the held-out labels are then
+    anti-correlated with training)."""
+    rng = np.random.default_rng(seed)
+    for s in np.unique(data.subjects):
+        i = np.flatnonzero(data.subjects == s)
+        data.y[i] = data.y[rng.permutation(i)]
+
+
+def read_data(args):
+    """(samples, config, pretrained weights or None): the data, checked before any work."""
     samples = dl.read_samples(args.path, args.img_root, args.catego, args.num_classes, args.classes,
                               args.parts)
     args.num_classes = len(samples.classes)
+    field = dl.PROTOCOLS[args.protocol][0][:-1]   # "subject" / "dataset"
+    held_out = sorted(set(samples.table[field]))
+    if len(held_out) < 2 and not args.final:   # its one fold would train on nothing
+        raise dl.DataError(f"--protocol {args.protocol} holds out one {field} a fold and trains on the "
+                           f"others: the data has 1 {field} ({held_out[0]})")
     # read (and checked) once, copied into every fold's fresh model
     pretrained = None if args.pretrained == "none" else read_pretrained(args.pretrained)
-    config = run_config(args, samples)
-    run = open_run(args, config)
-    log = Log(os.path.join(run, "train.log"))
+    return samples, runfolder.run_config(args, samples), pretrained
+
+
+def load(args, samples, log):
+    """dataloader's streams of the data; missing caches are built first."""
     log(dl.describe(samples))
     dl.check_modes(samples, args.image_mode)   # before any preprocessing
     failures = spw.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers,
@@ -411,27 +370,18 @@ def main_run(args):
         log(spw.failure_table(failures))
         raise dl.DataError(f"{len(failures)} samples could not be preprocessed (see above)")
     data = dl.load_streams(samples, args.cache_dir, args.image_mode, args.encoding, args.face, args.flow)
-
-    device = args.device
-    if device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
-    else:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.utils.deterministic.fill_uninitialized_memory = False   # a debug aid, ~2 % of a step
     if args.shuffle_labels:
-        # Within each subject, not over all samples: with balanced subjects a global shuffle
-        # pushes LOSO below chance (the held-out labels are then anti-correlated with training).
-        rng = np.random.default_rng(args.seed)
-        for s in np.unique(data.subjects):
-            i = np.flatnonzero(data.subjects == s)
-            data.y[i] = data.y[rng.permutation(i)]
+        shuffle_within_subjects(data, args.seed)
         log("labels permuted within each subject (control run)")
-    streams = [torch.from_numpy(s).to(device) for s in data.x]   # the whole dataset, once, on the device
-    y = torch.from_numpy(data.y).to(device)
+    return data
+
+
+def describe(args, config, pretrained, log):
+    """The model and how it is trained, in two lines of train.log."""
     model = build_model(args.model, args.num_classes, args.combination_mode)
     log(f"{args.model} {' '.join(args.image_mode)}"
         + (f" fusion {args.combination_mode}" if args.model == "DSSN" else "")
-        + f", {count_parameters(model):,} parameters, on {device}"
+        + f", {count_parameters(model):,} parameters, on {args.device}"
         + (" with bf16 autocast" if args.amp == "bf16" else "")
         + f"; recipe {args.recipe}, batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, "
           f"seed {args.seed}"
@@ -441,76 +391,96 @@ def main_run(args):
                            f"{'Keras he_normal' if args.recipe == 'keras' else 'port-style He-normal'} "
                            "initialisation "
                            "(no --pretrained file; the authors used ImageNet AlexNet)"))
-    if args.final:
-        return train_final(args, run, log, samples, data, streams, y, pretrained)
 
-    field, split = dl.PROTOCOLS[args.protocol]   # loso: one fold per subject; lodo: per dataset
+
+def plan(args, data):
+    """(what is held out, every fold, this process's folds, Adam's start step of each fold):
+    folds as (held out, train indices, test indices), loso one per subject, lodo per dataset."""
+    field, split = dl.PROTOCOLS[args.protocol]
     splits = list(split(getattr(data, field)))
-    n_folds = len(splits)
     # The authors' one Adam object serves every fold in turn, so its counter runs on: fold k starts
     # at the steps of the folds before it in split order. From split sizes alone, so --subjects,
     # --shard and resumed runs start each fold where the full run does. Keras' fit keeps the last,
     # shorter batch: epochs x ceil(n_train / batch) steps a fold.
     steps = [args.epochs * -(-len(tr) // args.batch_size) * (args.recipe == "keras") for _, tr, _ in splits]
     start = {s: int(sum(steps[:k])) for k, (s, _, _) in enumerate(splits)}
+    mine = splits
     if args.subjects:
         unknown = set(args.subjects) - {s for s, _, _ in splits}
         if unknown:
             raise dl.DataError(f"--subjects {' '.join(sorted(unknown))}: not in the data "
                                f"({field}: {' '.join(s for s, _, _ in splits)})")
-        splits = [s for s in splits if s[0] in args.subjects]
+        mine = [s for s in splits if s[0] in args.subjects]
     if args.shard:
         i, n = args.shard
-        splits = splits[i - 1::n]
-    what = field[:-1]   # "subject" / "dataset", for the log
+        mine = mine[i - 1::n]
+    return field[:-1], splits, mine, start
+
+
+def run_fold(args, run, what, held_out, train_idx, test_idx, start_step, data, classes, streams, y,
+             pretrained):
+    """Train and score one fold, write its fold file (and model); the fold file's dict."""
+    t0 = time.time()
+    epochs = []
+    if args.recipe == "keras":
+        train_idx = authors_order(train_idx, data.subjects)
+    probs, losses, model = train_fold(streams, y, train_idx, test_idx, args, fold_seed(args.seed, held_out),
+                                      pretrained, epoch_probs=epochs, start_step=start_step)
+    if args.save_weights:
+        utils.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"),
+                           lambda f: torch.save(model.state_dict(), f))
+    return runfolder.write_fold(run, what, held_out, seconds=round(time.time() - t0, 2), train_loss=losses,
+                                rows=runfolder.prediction_rows(data, test_idx, probs, classes),
+                                optimizer_start_step=start_step,
+                                epoch_predictions=[p.argmax(1).tolist() for p in epochs])
+
+
+def main_run(args):
+    samples, config, pretrained = read_data(args)
+    run = args.weight_save_path = runfolder.open_run(args.weight_save_path, config, args.new)
+    with runfolder.Log(os.path.join(run, "train.log")) as log:
+        return train_run(args, samples, config, pretrained, run, log)
+
+
+def train_run(args, samples, config, pretrained, run, log):
+    """The folds of this process into the run folder, then the summary if every fold is done."""
+    data = load(args, samples, log)
+    setup_device(args.device)
+    streams = [torch.from_numpy(s).to(args.device) for s in data.x]   # the whole dataset, once, on the device
+    y = torch.from_numpy(data.y).to(args.device)
+    describe(args, config, pretrained, log)
+    if args.final:
+        return train_final(args, run, log, samples, data, streams, y, pretrained)
+    what, splits, mine, start = plan(args, data)
     # A fold file that cannot be read (cut short, zero-length) is not done: it is trained again, which
     # gives what it held (a fold depends only on the seed, its subject and the data, checked above).
-    finished = lambda s: compare.read_fold(os.path.join(run, "folds", f"{s}.json"),
-                                           missing_ok=True) is not None
-    todo = [s for s, _, _ in splits if not finished(s)]
+    finished = lambda s: runfolder.read_fold(runfolder.fold_path(run, s))[0] is not None
+    todo = [s for s, _, _ in mine if not finished(s)]
     spent = []   # seconds of each fold trained by this process: the time left is their mean x folds to go
-    for k, (held_out, train_idx, test_idx) in enumerate(splits):
-        fold_path = os.path.join(run, "folds", f"{held_out}.json")   # named by the held-out subject / dataset
+    for k, (held_out, train_idx, test_idx) in enumerate(mine):
         if finished(held_out):
-            log(f"fold {k + 1}/{len(splits)} {what} {held_out}: done earlier, kept")
+            log(f"fold {k + 1}/{len(mine)} {what} {held_out}: done earlier, kept")
             continue
-        if os.path.exists(fold_path):
-            log(f"{fold_path}: cannot be read, trained again")
-        t0 = time.time()
-        epochs = []
-        if args.recipe == "keras":
-            train_idx = authors_order(train_idx, data.subjects)
-        probs, losses, model = train_fold(streams, y, train_idx, test_idx, args,
-                                          fold_seed(args.seed, held_out), pretrained, epoch_probs=epochs,
-                                          start_step=start[held_out])
-        pred = probs.argmax(1)
-        # a sample is (subject, filename, onset): one CAS(ME)^3 task video holds several
-        rows = [dict(dataset=str(data.datasets[i]), subject=str(data.subjects[i]),
-                     filename=str(data.filenames[i]),
-                     onset=int(data.onsets[i]), label=int(data.y[i]), prediction=int(p),
-                     **{f"p_{c}": round(float(q), 6) for c, q in zip(samples.classes, pr)})
-                for i, p, pr in zip(test_idx, pred, probs)]
-        if args.save_weights:
-            utils.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"),
-                               lambda f: torch.save(model.state_dict(), f))
-        fold = dict(**{what: held_out}, seconds=round(time.time() - t0, 2), train_loss=losses, rows=rows,
-                    optimizer_start_step=start[held_out],
-                    # each epoch's predicted labels of `rows`, in order: the per-epoch curves
-                    epoch_predictions=[p.argmax(1).tolist() for p in epochs])
-        utils.atomic_write(fold_path, lambda f: f.write(json.dumps(fold).encode()))
-        acc = float((pred == data.y[test_idx]).mean())
+        if os.path.exists(runfolder.fold_path(run, held_out)):
+            log(f"{runfolder.fold_path(run, held_out)}: cannot be read, trained again")
+        fold = run_fold(args, run, what, held_out, train_idx, test_idx, start[held_out], data,
+                        samples.classes, streams, y, pretrained)
+        losses = fold["train_loss"]
+        acc = np.mean([r["label"] == r["prediction"] for r in fold["rows"]])
         spent.append(fold["seconds"])
         left = np.mean(spent) * (len(todo) - len(spent))
-        log(f"fold {k + 1}/{len(splits)} {what} {held_out}: {len(test_idx)} test, acc {acc:.3f}, "
+        log(f"fold {k + 1}/{len(mine)} {what} {held_out}: {len(test_idx)} test, acc {acc:.3f}, "
             f"train loss {losses[0]:.3f} -> {losses[-1]:.3f}, {fold['seconds']:.1f}s"
             + (f", about {left / 60:.0f} min left" if left >= 90
                else f", about {left:.0f}s left" if left else ""))
-    done = len([n for n in os.listdir(os.path.join(run, "folds")) if n.endswith(".json")])
-    if done < n_folds:
-        log(f"{done} of {n_folds} folds finished in {run}; the summary is "
-            f"written when the last one lands (or: python train.py --summarize {run})")
+    done, unreadable = runfolder.read_folds(run, config)   # this process's and other shards'
+    for path, why in unreadable.items():
+        log(f"{path}: cannot read fold file ({why}): not counted as finished")
+    if len(done) < len(splits):
+        log(f"{len(done)} of {len(splits)} folds finished in {run}; the summary is written when the last "
+            f"one lands (or, marked partial: python train.py --summarize {run} --partial)")
         return 0
-    compare.summarize(run, log)
+    runfolder.summarize(run, log)
     return 0
 
 
@@ -541,34 +511,36 @@ def run_seeds(args):
     --seed N --weight_save_path RUN/seed<N> gives, so resume, --subjects and --shard work per
     seed), then RUN/summary.json from the seeds' summaries once every seed has one."""
     top = args.weight_save_path
-    top = beside(top) if args.new and os.path.exists(top) else top
+    top = runfolder.beside(top) if args.new and os.path.exists(top) else top
     if os.path.isfile(os.path.join(top, "config.json")):
         raise dl.DataError(f"{top} is a one-seed run folder: give --seeds another --weight_save_path, "
                            f"or --new")
     for s in args.seeds:
         main_run(argparse.Namespace(**vars(args) | dict(seed=s, seeds=None, new=False,
                                                         weight_save_path=os.path.join(top, f"seed{s}"))))
-    log = Log(os.path.join(top, "train.log"))
-    missing = [s for s in args.seeds if not os.path.isfile(os.path.join(top, f"seed{s}", "summary.json"))]
-    if missing:
-        log(f"seeds {' '.join(map(str, missing))} are not finished; {top}/summary.json is written when the "
-            f"last one lands (or: python train.py --summarize {top})")
-        return 0
-    compare.summarize_seeds(top, log)
+    with runfolder.Log(os.path.join(top, "train.log")) as log:
+        missing = [s for s in args.seeds if not runfolder.whole(os.path.join(top, f"seed{s}"))]
+        if missing:
+            log(f"seeds {' '.join(map(str, missing))} are not finished; {top}/summary.json is written when "
+                f"the last one lands (or, marked partial: python train.py --summarize {top} --partial)")
+            return 0
+        runfolder.summarize_seeds(top, log)
     return 0
 
 
-def run(args):
+def run(args, p):
+    refuse_unused(args, p)
     if args.summarize:
-        compare.summarize(args.summarize)
+        runfolder.summarize(args.summarize, partial=args.partial)
         return 0
     args = resolve(args)
     return run_seeds(args) if args.seeds else main_run(args)
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
-    return utils.cli(lambda: run(args),
+    p = parser()
+    args = p.parse_args(argv)
+    return utils.cli(lambda: run(args, p),
                      "interrupted: finished folds are kept; rerun the same command to resume")
 
 

@@ -37,6 +37,10 @@ class UserError(Exception):
     project's own error classes derive from it; utils.cli prints them without a traceback."""
 
 
+# Frame files are images with one of these extensions (SMIC NIR/VIS copies are .bmp or .jpg).
+IMAGE_EXTS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff")
+
+
 # ---------------------------------------------------------------------------------------------
 # files: written atomically and durably
 
@@ -78,11 +82,18 @@ def sha256(path):
         return None
 
 
+def pyplot():
+    """matplotlib.pyplot drawing into files only (the Agg backend: no display needed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def save_png(fig, path, dpi=100):
     """Save a matplotlib figure atomically as PNG and close it."""
-    import matplotlib.pyplot as plt
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +254,6 @@ def pool(workers, preload=()):
 
 # {prefix}_{digits}.{ext}; the prefix is greedy so only the last "_" splits off the frame.
 FRAME_RE = re.compile(r"^(?P<prefix>.+)_(?P<digits>[0-9]+)\.(?P<ext>[A-Za-z0-9]+)$")
-IMAGE_EXTS = {"jpg", "jpeg", "png", "bmp"}
 NOT_FRAME = "not {prefix}_{digits}.{ext}"
 NOT_IMAGE = "not an image"
 

@@ -10,9 +10,9 @@ run folder under --out, so a repeated command reuses the finished ones and train
     python variants.py ... --only DSSN_FG_mul DSSN_GS_mul # this machine's share (same --out)
 
 Names: SSSN_<mode> (SSSN_G) and DSSN_<modes>_<fusion> (DSSN_FG_mul: stream 1 gets u v F,
-stream 2 u v G). The dataset flags are train.py's and are passed through; without --path it
-runs on the demo, like train.py. Writes table.md and table.csv in --out from every variant
-that has a summary, and prints the table.
+stream 2 u v G). Every other flag is train.py's and is passed to each variant's run as given
+(python train.py -h); without --path it runs on the demo, like train.py. Writes table.md and
+table.csv in --out from every variant that has a summary, and prints the table.
 """
 import argparse
 import csv
@@ -22,18 +22,16 @@ import json
 import os
 import sys
 
-import compare
+import metrics
+import runfolder
 import train
 import utils
 
 MODELS = ("SSSN", "DSSN")
 MODES = ("F", "G", "S")   # the paper's order, so pairs read FG, FS, GS
 FUSIONS = ("add", "mul", "cat")
-# train.py flags passed through unchanged when given (absent ones take train.py's defaults,
-# which differ between the demo and real data).
-PASS = ("path", "img_root", "catego", "parts", "num_classes", "classes", "protocol", "epochs", "batch_size",
-        "learning_rate", "cache_dir", "pretrained", "seed", "seeds", "amp", "device", "face", "encoding",
-        "flow", "workers", "demo_dir", "recipe")
+# train.py's flags that variants.py sets for each variant (or that would make it something else)
+SET_HERE = ("model", "image_mode", "combination_mode", "weight_save_path", "new", "summarize", "final")
 COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fusion", "fusion"),
            ("accuracy", "accuracy"), ("uf1", "UF1"), ("uar", "UAR"), ("author_f1", "authors' F1"),
            # the authors' protocol: the epoch with the best pooled authors' F1, picked on test data
@@ -41,8 +39,10 @@ COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fus
            ("ap_epoch", "AP epoch"), ("ap_accuracy", "AP accuracy"), ("ap_uf1", "AP UF1"),
            ("ap_author_f1", "AP authors' F1"), ("seconds", "seconds")]
 SCORES = ("accuracy", "uf1", "uar", "author_f1", "ap_accuracy", "ap_uf1", "ap_author_f1")
-# table.csv only: the sd over seeds of SCORES (--seeds), the 95 % CI over subjects (one seed)
-EXTRA = [f"{k}_sd" for k in SCORES] + [f"{k}_ci_{e}" for k in compare.CI_KEYS for e in ("low", "high")]
+# table.csv only: the sd over seeds of SCORES (--seeds), the 95 % CI over subjects (one seed), and
+# what a partial summary (train.py --summarize --partial) lacks
+EXTRA = [f"{k}_sd" for k in SCORES] + [f"{k}_ci_{e}" for k in metrics.CI_KEYS for e in ("low", "high")] \
+    + ["partial"]
 
 
 def grid(models=MODELS, modes=MODES, fusions=FUSIONS):
@@ -58,8 +58,11 @@ def grid(models=MODELS, modes=MODES, fusions=FUSIONS):
 
 
 def parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    # no abbreviations: --model (train.py's, refused) must not be read as --models
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Every other flag is train.py's (python train.py -h: the data, "
+                                "--epochs, --seeds, --recipe, ...), passed to each variant's run as given.")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
                    help="third channels to try (SSSN: each one; DSSN: each pair)")
@@ -68,43 +71,30 @@ def parser():
                    help="run just these variants (e.g. DSSN_FG_mul), whatever --models/--modes/--fusions say")
     p.add_argument("--out",
                    help="folder of the run folders and the table (default runs/variants_<catego or demo>)")
-    g = p.add_argument_group("passed to train.py (see python train.py -h)")
-    g.add_argument("--path", nargs="+")
-    g.add_argument("--img_root", nargs="+")
-    g.add_argument("--catego")
-    g.add_argument("--parts", nargs="+")
-    g.add_argument("--num_classes", type=utils.positive_int)
-    g.add_argument("--classes", nargs="+")
-    g.add_argument("--protocol")
-    g.add_argument("--epochs", type=utils.positive_int)
-    g.add_argument("--batch_size", type=utils.positive_int)
-    g.add_argument("--learning_rate", type=utils.positive_float)
-    g.add_argument("--cache_dir")
-    g.add_argument("--pretrained")
-    seeds = g.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=utils.nonneg_int)
-    seeds.add_argument("--seeds", nargs="+", type=utils.nonneg_int, metavar="SEED",
-                       help="each variant once per seed (train.py --seeds); the table shows mean +- sd")
-    g.add_argument("--amp")
-    g.add_argument("--device")
-    g.add_argument("--face")
-    g.add_argument("--encoding")
-    g.add_argument("--flow")
-    g.add_argument("--workers", type=utils.positive_int)
-    g.add_argument("--demo_dir")
-    g.add_argument("--recipe", choices=train.RECIPES)
     return p
 
 
-def train_argv(args, model, modes, fusion, run):
-    argv = ["--model", model, "--image_mode", *modes, "--weight_save_path", run]
-    if fusion:
-        argv += ["--combination_mode", fusion]
-    for k in PASS:
-        v = getattr(args, k)
-        if v is not None:
-            argv += [f"--{k}", *map(str, v if isinstance(v, list) else [v])]
-    return argv
+def split_argv(argv):
+    """(variants.py's own arguments, the train.py argv given with them, that argv parsed by
+    train.py's parser). train.py's parser checks its flags as it does for train.py itself; the
+    flags that variants.py sets for each variant are refused."""
+    args, rest = parser().parse_known_args(argv)
+    unset = object()
+    p = train.parser()
+    p.set_defaults(**{k: unset for k in SET_HERE})
+    targs = p.parse_args(rest)
+    given = [k for k in SET_HERE if getattr(targs, k) is not unset]
+    if given:
+        raise utils.UserError(f"--{given[0]} cannot be given to variants.py, which sets it for each "
+                              f"variant (choose them with --models, --modes, --fusions or --only; the "
+                              f"folder with --out)")
+    return args, rest, targs
+
+
+def train_argv(rest, model, modes, fusion, run):
+    """train.py's command line of one variant: the flags given to variants.py, then the variant's."""
+    return [*rest, "--model", model, "--image_mode", *modes, "--weight_save_path", run] \
+        + (["--combination_mode", fusion] if fusion else [])
 
 
 def read_rows(out, variants):
@@ -118,19 +108,20 @@ def read_rows(out, variants):
         with open(path) as f:
             s = json.load(f)
         mean, sd = s.get("mean", s), s.get("sd", {})
-        ap = s.get("authors_protocol", {})   # absent in runs made before per-epoch scoring
+        ap = s["authors_protocol"]
         ap_mean, ap_sd = ap.get("mean", ap), ap.get("sd", {})
         ci = s.get("ci95") or {}
         r4 = lambda v: round(v, 4) if v is not None else ""
         rows.append(dict(variant=name, model=model, modes="".join(modes), fusion=fusion or "",
                          **{k: round(mean[k], 4) for k in ("accuracy", "uf1", "uar", "author_f1")},
-                         ap_epoch=round(ap_mean["epoch"], 1) if "epoch" in ap_mean else "",
+                         ap_epoch=round(ap_mean["epoch"], 1),
                          **{f"ap_{k}": r4(ap_mean.get(k)) for k in ("accuracy", "uf1", "author_f1")},
                          seconds=s["seconds"],
                          **{f"{k}_sd": r4(sd.get(k)) for k in ("accuracy", "uf1", "uar", "author_f1")},
                          **{f"ap_{k}_sd": r4(ap_sd.get(k)) for k in ("accuracy", "uf1", "author_f1")},
-                         **{f"{k}_ci_{e}": r4(ci[k][j]) if k in ci else "" for k in compare.CI_KEYS
-                            for j, e in enumerate(("low", "high"))}))
+                         **{f"{k}_ci_{e}": r4(ci[k][j]) if k in ci else "" for k in metrics.CI_KEYS
+                            for j, e in enumerate(("low", "high"))},
+                         partial=runfolder.partial_note(s) if s["partial"] else ""))
         configs[name] = s["config"] | {"folds": s["folds"], "samples": s["samples"]}
     return rows, configs
 
@@ -148,15 +139,15 @@ def markdown(rows, configs, missing):
     lines = []
     if configs:
         c = next(iter(configs.values()))
-        if c.get("demo"):
+        if c["demo"]:
             data = "synthetic demo"
         else:   # SMIC has no sheet: name its folder
             paths = utils.as_list(c["path"]) or utils.as_list(c["img_root"])
             data = f"{c['catego']} ({', '.join(map(os.path.basename, paths))})"
-        lodo = c.get("protocol") == "lodo"
+        lodo = c["protocol"] == "lodo"
         lines += [f"{'LODO' if lodo else 'LOSO'} on {data}: {c['samples']} samples, {c['folds']} "
                   f"{'datasets' if lodo else 'subjects'}, {len(c['classes'])} classes; "
-                  f"recipe {c.get('recipe', 'pytorch')}, {c['epochs']} epochs, batch {c['batch_size']}, "
+                  f"recipe {c['recipe']}, {c['epochs']} epochs, batch {c['batch_size']}, "
                   f"lr {c['learning_rate']}, "
                   + (f"seeds {' '.join(map(str, c['seeds']))}" if "seeds" in c else f"seed {c['seed']}")
                   + ", "
@@ -165,8 +156,10 @@ def markdown(rows, configs, missing):
     def cell(r, k):
         if k in SCORES and r[k] != "":
             ci = r.get(f"{k}_ci_low", "")
-            return compare.pm(r[k], r[f"{k}_sd"] if r.get(f"{k}_sd", "") != "" else None) + (
+            return runfolder.pm(r[k], r[f"{k}_sd"] if r.get(f"{k}_sd", "") != "" else None) + (
                 f" [{ci:.4f}, {r[f'{k}_ci_high']:.4f}]" if ci != "" else "")
+        if k == "variant" and r["partial"]:
+            return f"{r[k]} (PARTIAL)"
         return f"{r[k]:.1f}" if k == "seconds" else (str(r[k]) or "-")
     for r in rows:
         lines.append("| " + " | ".join(cell(r, k) for k, _ in COLUMNS) + " |")
@@ -180,6 +173,10 @@ def markdown(rows, configs, missing):
         if any(r["uf1_ci_low"] != "" for r in rows):
             lines += ["", "[lo, hi]: 95 % CI of a bootstrap over subjects, for this model and seed (not over "
                           "seeds or datasets); python compare.py A B tests a difference."]
+    partial = [f"{r['variant']} ({r['partial']})" for r in rows if r["partial"]]
+    if partial:
+        lines += ["", f"**PARTIAL**: {'; '.join(partial)}: summarized from the folds there are "
+                      f"(train.py --summarize --partial), so not comparable with the whole runs."]
     diff = differing(configs)
     if diff:
         lines += ["", "**Warning**: these variants were not all run with the same "
@@ -204,25 +201,21 @@ def write_table(out, variants, requested):
     return md, rows
 
 
-def main(argv=None):
-    args = parser().parse_args(argv)
+def run(args, rest, targs):
     everything = grid()
     if args.only:
         names = {v[0]: v for v in everything}
         unknown = [n for n in args.only if n not in names]
         if unknown:
-            print(f"error: --only {' '.join(unknown)}: not a variant (variants: {' '.join(names)})",
-                  file=sys.stderr)
-            return 2
+            raise utils.UserError(f"--only {' '.join(unknown)}: not a variant (variants: {' '.join(names)})")
         todo = [names[n] for n in dict.fromkeys(args.only)]
     else:
         todo = grid(args.models, args.modes, args.fusions)
         if not todo:
-            print("error: the grid is empty (DSSN needs two --modes; SSSN one)", file=sys.stderr)
-            return 2
-    tag = "demo" if args.path is None and args.img_root is None else (args.catego or "CASME")
-    tag += "-" + "+".join(args.parts) if args.parts else ""
-    tag += "_lodo" if args.protocol == "lodo" else ""
+            raise utils.UserError("the grid is empty (DSSN needs two --modes; SSSN one)")
+    tag = "demo" if targs.path is None and targs.img_root is None else targs.catego
+    tag += "-" + "+".join(targs.parts) if targs.parts else ""
+    tag += "_lodo" if targs.protocol == "lodo" else ""
     out = args.out or os.path.join("runs", f"variants_{tag}")
     print(f"{len(todo)} variant{'s' * (len(todo) != 1)} into {out}/: {' '.join(v[0] for v in todo)}")
     rc = 0
@@ -231,7 +224,7 @@ def main(argv=None):
         # In-process: one interpreter, so dlib, the TV-L1 solver and the data code load once.
         # A finished run folder trains nothing (train.py's resume) but is still checked
         # against these settings, so a changed flag is refused instead of silently mixed in.
-        rc = train.main(train_argv(args, model, modes, fusion, os.path.join(out, name)))
+        rc = train.main(train_argv(rest, model, modes, fusion, os.path.join(out, name)))
         if rc != 0:
             print(f"\nvariant {name} stopped (exit {rc}); finished variants are kept, "
                   f"rerun the same command to continue", file=sys.stderr)
@@ -244,6 +237,10 @@ def main(argv=None):
               f"({os.path.join(out, 'table.md')}, table.csv):\n")
         print(md, end="")
     return rc
+
+
+def main(argv=None):
+    return utils.cli(lambda: run(*split_argv(argv)))
 
 
 if __name__ == "__main__":

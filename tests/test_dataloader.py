@@ -214,7 +214,8 @@ def test_composite(data):
 
 
 # ---------------------------------------------------------------------------------------------
-# the class-set counts of the real sheets (facts section 5), frames as empty files
+# the emotions of the sheets as distributed (CASME2-coding-20140508.xlsx, SAMM_Micro_FACS_Codes_v2.xlsx),
+# frames as empty files
 
 CASME_EMOTIONS = {"others": 99, "disgust": 63, "happiness": 32, "repression": 27, "surprise": 25,
                   "sadness": 7, "fear": 2}
@@ -267,7 +268,7 @@ def test_samm_real_counts(tmp_path):
     assert "dropped 23 (not in the 5-class set): disgust 9, fear 8, sadness 6" in s.notes
     s3 = dl.read_samples(sheet, root, "SAMM", 3)
     assert len(s3.table) == 133 and s3.table.subject.nunique() == 29
-    assert counts(s3) == {"negative": 92, "positive": 26, "surprise": 15}   # facts 5: 92/26/15
+    assert counts(s3) == {"negative": 92, "positive": 26, "surprise": 15}   # MEGC 2019's SAMM counts
 
 
 # ---------------------------------------------------------------------------------------------

@@ -76,8 +76,9 @@ def test_apex_moves_in_the_right_place(demo, cls, moving):
 
 
 def test_too_few_frames(tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^frames must be >= 3 \(onset, apex and offset are distinct\)$"):
         make_demo.build_demo(str(tmp_path / "x"), frames=2)
+    assert os.listdir(tmp_path) == []   # refused before anything is written
 
 
 def test_force_deletes_only_a_demo_it_built(demo, tmp_path, capsys):

@@ -99,28 +99,30 @@ def test_json_output(final, tmp_path, capsys):
     assert "onset_frame" not in out
 
 
-def test_cam_peaks_inside_the_face(final, tmp_path):
-    row = next(r for r in final["rows"] if r["emotion"] == "surprise")
-    path = tmp_path / "cam.png"
-    out, extra = predict.predict(final["weights"], onset=row["onset_path"], apex=row["apex_path"],
-                                 cam=str(path))
-    img = cv2.imread(str(path))
-    assert img is not None and img.shape[1] > img.shape[0]   # one wide figure: apex + 2 streams
-    apex = cv2.cvtColor(extra["feats"]["apex"], cv2.COLOR_RGB2BGR)
-    pts = pp.landmarks(apex, "aligned apex")
-    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
-    cams = extra["cams"]
-    assert len(cams) == 2 and all(c.shape == (pp.SIZE, pp.SIZE) for c in cams)
-    for c in cams:
-        y, x = np.unravel_index(np.argmax(c), c.shape)
-        assert c.max() > 0 and x0 <= x <= x1 and y0 <= y <= y1, ((x, y), (x0, y0, x1, y1))
-    # The flow stream's peak is on what the clip moved: a brow raise moves landmarks 17-26.
-    y, x = np.unravel_index(np.argmax(cams[0]), cams[0].shape)
-    assert np.hypot(*(pts[17:27] - (x, y)).T).min() < 25
-    # plain Grad-CAM is there too (--cam_method gradcam)
+def test_cam_peaks_where_the_clip_moves(final, tmp_path):
+    # make_demo moves known landmarks for each class (make_demo._moves: the brows for surprise and
+    # others, nose and upper lip for disgust, the lips for repression and happiness); the flow
+    # stream's map must peak on them, within one CAM grid step and a bit (12 px of 227).
+    peaks = {}
+    for row in [r for r in final["rows"] if r["subject"] == "01"]:
+        path = tmp_path / f"{row['emotion']}.png"
+        out, extra = predict.predict(final["weights"], onset=row["onset_path"], apex=row["apex_path"],
+                                     cam=str(path))
+        assert out["prediction"] == row["emotion"]   # a map of the class that moved
+        cams = extra["cams"]
+        assert len(cams) == 2 and all(c.shape == (pp.SIZE, pp.SIZE) and c.max() > 0 for c in cams)
+        # the picture: the aligned apex and one panel per stream, side by side
+        img = cv2.imread(str(path))
+        assert img is not None and img.shape[1] > 2.5 * img.shape[0]
+        pts = pp.landmarks(cv2.cvtColor(extra["feats"]["apex"], cv2.COLOR_RGB2BGR), "aligned apex")
+        moved, _ = make_demo._moves(row["emotion"], pts)
+        y, x = np.unravel_index(np.argmax(cams[0]), cams[0].shape)
+        peaks[row["emotion"]] = np.hypot(*(pts[moved] - (x, y)).T).min()
+    assert all(d < 12 for d in peaks.values()), peaks
+    # plain Grad-CAM is drawn too (--cam_method gradcam)
     predict.predict(final["weights"], onset=row["onset_path"], apex=row["apex_path"],
                     cam=str(tmp_path / "gradcam.png"), cam_method="gradcam")
-    assert (tmp_path / "gradcam.png").is_file()
+    assert cv2.imread(str(tmp_path / "gradcam.png")).shape == img.shape
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
 
 
@@ -165,16 +167,20 @@ def test_bad_input_gets_one_line_and_exit_2(final, tmp_path, capsys):
         assert captured.out == "", name
 
 
-def test_flow_follows_the_model_and_older_models_used_opencv(capsys):
-    new = {"preprocess": {"dlib": json.loads(json.dumps(pp.settings("dlib", "fixed", "opencv")))}}
-    assert predict.choose_face(new) == ("dlib", "fixed", "opencv")
-    old = pp.settings("dlib", "fixed", "opencv")
-    del old["flow"]   # a final.pt from before --flow existed
-    assert (predict.choose_face({"preprocess": {"dlib": json.loads(json.dumps(old))}})
-            == ("dlib", "fixed", "opencv"))
-    assert "warning" not in capsys.readouterr().err
+def test_preprocessing_follows_the_model(final, tmp_path, capsys):
+    opencv = {"preprocess": {"dlib": json.loads(json.dumps(pp.settings("dlib", "fixed", "opencv")))}}
+    assert predict.choose_face(opencv) == ("dlib", "fixed", "opencv")
     ipol = {"preprocess": {"none": json.loads(json.dumps(pp.settings("none", "minmax")))}}
     assert predict.choose_face(ipol) == ("none", "minmax", "ipol")
+    assert "warning" not in capsys.readouterr().err
+    # a file whose preprocessing settings lack the flow (or the encoding) is not a final.pt
+    ckpt = torch.load(final["weights"], weights_only=True)
+    del ckpt["preprocess"]["dlib"]["flow"]
+    torch.save(ckpt, tmp_path / "final.pt")
+    assert predict.main(["--weights", str(tmp_path / "final.pt"), "--onset", "a.jpg", "--apex", "b.jpg"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {tmp_path / 'final.pt'}: not a final.pt of train.py --final (its preprocess "
+                   "settings name no encoding and flow)")
 
 
 class Payload:

@@ -1,4 +1,5 @@
 """Tests for utils.py (shared helpers, SAMM frame renamer). Run: python -m pytest tests/test_utils.py -q"""
+import argparse
 import contextlib
 import io
 import os
@@ -160,10 +161,37 @@ def test_cli_missing_root(tmp_path):
     assert len(lines) == 1 and "does not exist" in lines[0] and "Traceback" not in r.stderr
 
 
-def test_flag_types_accept_what_they_should():
-    assert utils.positive_int("3") == 3 and utils.nonneg_int("0") == 0 and utils.int_range(3)("3") == 3
-    assert (utils.positive_float("1e-4") == 1e-4 and utils.shard("2/4") == (2, 4)
-            and utils.shard("1/1") == (1, 1))
+@pytest.mark.parametrize("flag, kind, text, message", [
+    ("--epochs", utils.positive_int, "0", "must be 1 or more, got 0"),
+    ("--epochs", utils.positive_int, "2.5", "expected an integer, got '2.5'"),
+    ("--seed", utils.nonneg_int, "-1", "must be 0 or more, got -1"),
+    ("--epochs", utils.int_range(2, 4), "5", "must be 2..4, got 5"),
+    ("--learning_rate", utils.positive_float, "0", "must be a number above 0, got 0"),
+    ("--learning_rate", utils.positive_float, "nan", "must be a number above 0, got nan"),
+    ("--learning_rate", utils.positive_float, "inf", "must be a number above 0, got inf"),
+    ("--learning_rate", utils.positive_float, "1e-4x", "expected a number, got '1e-4x'"),
+    ("--shard", utils.shard, "3/2", "expected I/N with 1 <= I <= N (e.g. 2/4), got '3/2'"),
+    ("--shard", utils.shard, "0/2", "expected I/N with 1 <= I <= N (e.g. 2/4), got '0/2'"),
+    ("--shard", utils.shard, "1-2", "expected I/N with 1 <= I <= N (e.g. 2/4), got '1-2'"),
+])
+def test_flag_types_refuse_bad_values_in_one_line_naming_the_flag(capsys, flag, kind, text, message):
+    p = argparse.ArgumentParser(prog="train.py")
+    p.add_argument(flag, type=kind)
+    with pytest.raises(SystemExit) as e:
+        p.parse_args([flag, text])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]   # argparse's usage line, then the error
+    assert err == f"train.py: error: argument {flag}: {message}", err
+
+
+def test_flag_types_give_the_values_they_parse():
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=utils.positive_int)
+    p.add_argument("--learning_rate", type=utils.positive_float)
+    p.add_argument("--shard", type=utils.shard)
+    a = p.parse_args(["--epochs", "3", "--learning_rate", "1e-4", "--shard", "2/4"])
+    assert (a.epochs, a.learning_rate, a.shard) == (3, 1e-4, (2, 4))
+    assert p.parse_args(["--shard", "1/1"]).shard == (1, 1)
 
 
 def test_progress_writes_plain_lines_when_not_a_terminal():
@@ -226,17 +254,18 @@ def test_cli_one_line_for_our_errors_traceback_for_bugs(capsys):
         utils.cli(lambda: int("x"))
 
 
-def test_workers_default_to_the_cpus_this_process_may_use():
-    assert utils.cpus() == len(os.sched_getaffinity(0))
+def test_cpus_follow_this_process_affinity():
     import save_preprocess_weight
     import train
     mask = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(mask)})   # as `taskset -c 0` or a one-CPU SLURM job would
     try:
+        one = utils.cpus()
         defaults = [m.parser().get_default("workers") for m in (train, save_preprocess_weight)]
     finally:
         os.sched_setaffinity(0, mask)
-    assert defaults == [1, 1]
+    assert one == 1 and defaults == [1, 1]   # not the machine's count
+    assert utils.cpus() == len(mask)
 
 
 def _parent(_):

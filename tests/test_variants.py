@@ -122,19 +122,23 @@ def test_changed_settings_are_refused_not_mixed(grid_run, tmp_path, capsys):
     assert json.loads((grid_run["out"] / "SSSN_F" / "config.json").read_text())["epochs"] == 1
 
 
-def test_summary_from_before_per_epoch_scoring_leaves_ap_columns_empty(tmp_path):
-    cfg = dict(demo=True, epochs=1, batch_size=4, learning_rate=1e-3, seed=0, pretrained="none",
-               classes=make_demo.CLASSES, model="SSSN", image_mode=["F"])
-    (tmp_path / "SSSN_F").mkdir()
-    (tmp_path / "SSSN_F" / "summary.json").write_text(json.dumps(dict(
-        accuracy=0.5, uf1=0.4, uar=0.45, author_f1=0.42, seconds=3.0, folds=3, samples=15, config=cfg)))
-    md, rows = variants.write_table(str(tmp_path), variants.grid(), [])
-    assert rows[0]["ap_epoch"] == "" and rows[0]["ap_uf1"] == ""
-    assert "| SSSN_F | SSSN | F | - | 0.5000 | 0.4000 | 0.4500 | 0.4200 | - | - | - | - | 3.0 |" in md
+def test_a_partial_variant_is_marked_in_the_table(grid_run, tmp_path):
+    import train
+    grid_run = own_copy(grid_run, tmp_path)
+    out = grid_run["out"]
+    for f in ("folds/02.json", "summary.json"):
+        os.remove(out / "SSSN_G" / f)
+    assert train.main(["--summarize", str(out / "SSSN_G"), "--partial"]) == 0
+    md, rows = variants.write_table(str(out), variants.grid(), [])
+    partial = {r["variant"]: r["partial"] for r in read_csv(out / "table.csv")}
+    assert partial == {"SSSN_F": "", "SSSN_G": "1 of 2 folds, missing 02", "DSSN_FG_mul": ""}
+    assert "| SSSN_G (PARTIAL) | SSSN | G | - |" in md
+    assert "**PARTIAL**: SSSN_G (1 of 2 folds, missing 02): summarized from the folds there are" in md
 
 
 def test_multi_seed_variants_show_mean_and_sd(tmp_path):
-    cfg = dict(demo=True, epochs=1, batch_size=4, learning_rate=1e-3, seeds=[0, 1], pretrained="none",
+    cfg = dict(demo=True, protocol="loso", recipe="keras", epochs=1, batch_size=4, learning_rate=1e-3,
+               seeds=[0, 1], pretrained="none",
                classes=make_demo.CLASSES, model="DSSN", image_mode=["F", "G"], combination_mode="mul")
     keys = ("accuracy", "uf1", "uar", "weighted_f1", "author_f1")
     ap = lambda v: dict(zip(("epoch", "accuracy", "uf1", "uar", "author_f1"), v))
@@ -143,7 +147,7 @@ def test_multi_seed_variants_show_mean_and_sd(tmp_path):
         seeds=[0, 1], mean=dict(zip(keys, (0.5, 0.4, 0.45, 0.41, 0.42))),
         sd=dict(zip(keys, (0.01, 0.02, 0.03, 0.04, 0.05))),
         authors_protocol=dict(mean=ap((1.5, 0.6, 0.55, 0.6, 0.57)), sd=ap((0.7, 0.1, 0.11, 0.12, 0.13))),
-        seconds=3.0, folds=3, samples=15, config=cfg)))
+        seconds=3.0, folds=3, partial=False, samples=15, config=cfg)))
     md, rows = variants.write_table(str(tmp_path), variants.grid(), [])
     assert ("| DSSN_FG_mul | DSSN | FG | mul | 0.5000 +- 0.0100 | 0.4000 +- 0.0200 | 0.4500 +- 0.0300 | "
             "0.4200 +- 0.0500 | 1.5 | 0.6000 +- 0.1000 | 0.5500 +- 0.1100 | 0.5700 +- 0.1300 | 3.0 |") in md
@@ -153,22 +157,38 @@ def test_multi_seed_variants_show_mean_and_sd(tmp_path):
             == (0.4, 0.02, 0.13, ""))
 
 
-def test_dataset_flags_pass_through_to_train():
+def test_train_flags_pass_through_to_train():
     import train
-    args = variants.parser().parse_args([
-        "--catego", "COMPOSITE", "--parts", "CASME", "SAMM", "--path", "c.xlsx", "s.xlsx",
-        "--img_root", "C", "S",
-        "--protocol", "lodo", "--classes", "negative", "positive", "--num_classes", "3",
-        "--recipe", "pytorch"])
-    a = train.parser().parse_args(variants.train_argv(args, "DSSN", ["F", "G"], "mul", "run"))
+    own, rest, _ = variants.split_argv([
+        "--catego", "COMPOSITE", "--models", "DSSN", "--parts", "CASME", "SAMM", "--path", "c.xlsx", "s.xlsx",
+        "--img_root", "C", "S", "--protocol", "lodo", "--classes", "negative", "positive",
+        "--num_classes", "3",
+        "--recipe", "pytorch", "--seeds", "0", "1", "2", "--out", "o"])
+    assert own.models == ["DSSN"] and own.out == "o"
+    a = train.parser().parse_args(variants.train_argv(rest, "DSSN", ["F", "G"], "mul", "run"))
     assert ((a.catego, a.parts, a.path, a.img_root)
             == ("COMPOSITE", ["CASME", "SAMM"], ["c.xlsx", "s.xlsx"], ["C", "S"]))
-    assert (a.protocol, a.classes, a.num_classes) == ("lodo", ["negative", "positive"], 3)
-    assert a.recipe == "pytorch"
-    custom = variants.parser().parse_args(["--catego", "CUSTOM", "--path", "clips.csv", "--img_root", "R"])
-    a = train.parser().parse_args(variants.train_argv(custom, "SSSN", ["G"], None, "run"))
+    assert (a.protocol, a.classes, a.num_classes, a.recipe, a.seeds) == ("lodo", ["negative", "positive"], 3,
+                                                                          "pytorch", [0, 1, 2])
+    assert (a.model, a.image_mode, a.combination_mode, a.weight_save_path) == ("DSSN", ["F", "G"], "mul",
+                                                                                "run")
+    _, rest, _ = variants.split_argv(["--catego", "CUSTOM", "--path", "clips.csv", "--img_root", "R"])
+    a = train.parser().parse_args(variants.train_argv(rest, "SSSN", ["G"], None, "run"))
     assert ((a.catego, a.path, a.img_root, a.protocol, a.classes)
             == ("CUSTOM", ["clips.csv"], ["R"], "loso", None))
-    seeds = variants.parser().parse_args(["--seeds", "0", "1", "2"])
-    assert (train.parser().parse_args(variants.train_argv(seeds, "SSSN", ["G"], None, "run")).seeds
-            == [0, 1, 2])
+
+
+def test_bad_train_flags_and_the_variants_own_are_refused(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)   # nothing may be built or trained: runs/ and demo/ would land here
+    # train.py's own checks, as train.py makes them
+    with pytest.raises(SystemExit) as e:
+        variants.split_argv(["--epochs", "0"])
+    assert e.value.code == 2 and "argument --epochs: must be 1 or more, got 0" in capsys.readouterr().err
+    # what variants.py sets for each variant is not taken from the command line
+    for flag in (["--model", "SSSN"], ["--image_mode", "G"], ["--weight_save_path", "x"], ["--final"],
+                 ["--summarize", "x"]):
+        assert variants.main(flag) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0, err
+        assert err.startswith(f"error: {flag[0]} cannot be given to variants.py"), err
+    assert os.listdir(tmp_path) == []
