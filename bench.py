@@ -12,7 +12,7 @@ train   train.py's own loop, train.train_fold unchanged, on a synthetic fold of 
 infer   the trained model evaluated as train_fold evaluates it (no_grad, autocast, softmax).
 peak    the best repeat of a large matrix product, as torch.mm (MKL / cuBLAS) and as the same
         GEMM run as a 1x1 convolution (oneDNN / cuDNN, the libraries of the model's convolutions).
-prep    save_preprocess_weight.build_caches (2 JPEGs, dlib alignment, TV-L1, features, .npz) on a tiny
+prep    caches.build_caches (2 JPEGs, dlib alignment, TV-L1, features, .npz) on a tiny
         make_demo dataset, 1 worker process and one per core. Not FLOP-bound GEMM work: no ratio.
 FLOPs are counted by hand (`flops`; a multiply-add is 2). bf16 rows run only where
 train.native_bf16 finds native bf16; elsewhere they are skipped and the reason is printed and stored.
@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+import caches
 import dataloader as dl
 import flags
 import network
 import preprocess as pp
-import save_preprocess_weight as spw
 import train
 import utils
 
@@ -121,7 +121,7 @@ def bench_model(name, amp, device, batch, n_train, epochs, sync, seed=0):
 
 
 def bench_preprocess(pairs_per_subject, subjects, workers, frames=6):
-    """{workers: pairs/s} of save_preprocess_weight.build_caches over a tiny make_demo dataset."""
+    """{workers: pairs/s} of caches.build_caches over a tiny make_demo dataset."""
     import make_demo
     out = {}
     with tempfile.TemporaryDirectory(prefix="dssn-bench-") as tmp:
@@ -130,14 +130,13 @@ def bench_preprocess(pairs_per_subject, subjects, workers, frames=6):
                                      frames=frames)
         samples = dl.read_samples(sheet, root, "CASME")
         if workers > 1:   # the workers' forkserver starts once per process (utils.pool): not timed
-            with utils.pool(2, spw.PRELOAD) as p:
+            with utils.pool(2, caches.PRELOAD) as p:
                 list(p.imap_unordered(abs, [0]))
         for w in sorted({1, workers}):
             for flow in pp.FLOW_METHODS:   # the IPOL port (the default) beside OpenCV's DualTVL1
                 t = time.perf_counter()
-                failures = spw.build_caches(samples, os.path.join(tmp, f"cache_{flow}_{w}"),
-                                            "fixed", "dlib", w,
-                                           quiet=True, flow=flow)
+                failures = caches.build_caches(samples, os.path.join(tmp, f"cache_{flow}_{w}"),
+                                               "fixed", "dlib", w, quiet=True, flow=flow)
                 if failures:
                     raise RuntimeError(f"preprocessing failed: {failures[:3]}")
                 out.setdefault(flow, {})[w] = len(samples.table) / (time.perf_counter() - t)

@@ -5,7 +5,7 @@ Datasets, coding sheets, feature caches, in-memory streams and LOSO / LODO split
     samples = dl.read_samples("CASME2-coding-20140508.xlsx", "CASME2_RAW", "CASME")   # 5 classes
     samples = dl.read_samples(None, "SMIC/HS", "SMIC")          # no sheet: labels from the folders
     samples = dl.read_samples([casme2_sheet, samm_sheet], ["CASME2_RAW", "SAMM", "SMIC/HS"], "COMPOSITE")
-    # the caches themselves: save_preprocess_weight.build_caches(samples, "cache/CASME", workers=2)
+    # the caches themselves: caches.build_caches(samples, "cache/CASME", workers=2)
     data = dl.load_streams(samples, "cache/CASME", ["F", "G"])  # uint8 streams, read once
     for subject, train_idx, test_idx in dl.loso_splits(data.subjects): ...
 
@@ -682,7 +682,7 @@ def describe(samples):
 
 
 # ---------------------------------------------------------------------------------------------
-# caches: one .npz per sample (written by save_preprocess_weight.build_caches), valid only for the
+# caches: one .npz per sample (written by caches.build_caches), valid only for the
 # same preprocessing settings and the same sources (frame numbers and frame files: see frame_sources)
 
 def path_part(text):

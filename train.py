@@ -35,11 +35,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import caches
 import dataloader as dl
 import flags
 import preprocess as pp
 import runfolder
-import save_preprocess_weight as spw
 from network import (DSSN, FORMATS, build_model, count_parameters, load_pretrained, read_pretrained,
                      weights_format)
 import utils
@@ -364,10 +364,10 @@ def load(args, samples, log):
     """dataloader's streams of the data; missing caches are built first."""
     log(dl.describe(samples))
     dl.check_modes(samples, args.image_mode)   # before any preprocessing
-    failures = spw.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers,
+    failures = caches.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers,
                                 flow=args.flow)
     if failures:
-        log(spw.failure_table(failures))
+        log(caches.failure_table(failures))
         raise dl.DataError(f"{len(failures)} samples could not be preprocessed (see above)")
     data = dl.load_streams(samples, args.cache_dir, args.image_mode, args.encoding, args.face, args.flow)
     if args.shuffle_labels:

@@ -14,6 +14,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
+import caches
 import dataloader as dl
 import builders
 import make_demo
@@ -183,12 +184,12 @@ def test_smic_from_folders(data, kind):
 def test_smic_frames_decode_and_cache(data, tmp_path):
     s = dl.read_samples(None, os.path.join(data["smic"], "HS"), "SMIC")
     one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
-    assert spw.build_caches(one, str(tmp_path / "cache"), quiet=True) == []
+    assert caches.build_caches(one, str(tmp_path / "cache"), quiet=True) == []
     assert dl.load_streams(one, str(tmp_path / "cache"), ["F"]).x.shape == (1, 1, 227, 227, 3)
     # a cache of one flow method is never read as the other's: each has its own
     with pytest.raises(dl.DataError, match="cache missing"):
         dl.load_streams(one, str(tmp_path / "cache"), ["F"], flow="opencv")
-    assert spw.build_caches(one, str(tmp_path / "cache"), quiet=True, flow="opencv") == []
+    assert caches.build_caches(one, str(tmp_path / "cache"), quiet=True, flow="opencv") == []
     ipol, opencv = (dl.load_streams(one, str(tmp_path / "cache"), ["F"], flow=f).x
                     for f in ("ipol", "opencv"))
     assert ipol.shape == opencv.shape == (1, 1, 227, 227, 3) and (ipol != opencv).any()
@@ -631,7 +632,7 @@ def test_custom_caches_with_and_without_alignment(custom, tmp_path):
     s = dl.read_samples(custom["csv"], custom["root"], "CUSTOM")
     one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
     for face in ("auto", "none"):   # auto = dlib for CUSTOM frames
-        assert spw.build_caches(one, str(tmp_path / face), face=face, quiet=True) == []
+        assert caches.build_caches(one, str(tmp_path / face), face=face, quiet=True) == []
         (_, path, _, _), = dl.cache_jobs(one, str(tmp_path / face), "fixed", face, "ipol")
         assert path.endswith(os.path.join("P1", "clips%2FP1_happy_12.npz"))   # the clip's "/" encoded
         with np.load(path) as z:
@@ -645,7 +646,7 @@ def test_cache_follows_its_sheet_row_and_frames(data, tmp_path, capsys):
     three = lambda: (lambda s: dl.Samples(s.table.iloc[:3], s.classes, s.catego, []))(
         dl.read_samples(sheet, str(root), "CASME"))
     s = three()
-    assert spw.build_caches(s, cache) == []
+    assert caches.build_caches(s, cache) == []
     files = [path for _, path, _, _ in dl.cache_jobs(s, cache, "fixed", "auto", "ipol")]
     before = [open(f, "rb").read() for f in files]
     with np.load(files[0]) as z:   # what the cache was made from is in it
@@ -663,7 +664,7 @@ def test_cache_follows_its_sheet_row_and_frames(data, tmp_path, capsys):
     with pytest.raises(dl.DataError, match="from other frames or sheet row"):   # stale: never read
         dl.load_streams(s, cache, ["F", "G"])
     capsys.readouterr()
-    assert spw.build_caches(s, cache) == []
+    assert caches.build_caches(s, cache) == []
     assert f"caches: 1 valid in {cache}, 2 to build (2 rebuilt: their sheet row or frames changed)" in \
         capsys.readouterr().out
     after = [open(f, "rb").read() for f in files]
@@ -677,7 +678,7 @@ def test_cache_follows_its_sheet_row_and_frames(data, tmp_path, capsys):
 
 def flow_streams(csv, root, cache, modes, catego="FLOWS"):
     samples = dl.read_samples(csv, root, catego)
-    assert spw.build_caches(samples, str(cache), quiet=True) == []
+    assert caches.build_caches(samples, str(cache), quiet=True) == []
     return samples, dl.load_streams(samples, str(cache), modes)
 
 
@@ -826,13 +827,13 @@ def test_caches_of_other_settings_live_side_by_side(data, tmp_path, capsys):
     cache = str(tmp_path / "cache")
     settings = [dict(), dict(encoding="minmax"), dict(face="none"), dict(flow="opencv")]
     for kw in settings:
-        assert spw.build_caches(one, cache, **kw) == []
+        assert caches.build_caches(one, cache, **kw) == []
     made = sorted(os.path.join(r, f) for r, _, fs in os.walk(cache) for f in fs)
     assert len(made) == 4 and len({os.path.dirname(os.path.dirname(m)) for m in made}) == 4
     stamps = [os.stat(m).st_mtime_ns for m in made]
     capsys.readouterr()
     for kw in settings:   # and back: every one of them is still valid, nothing is rebuilt
-        assert spw.build_caches(one, cache, **kw) == []
+        assert caches.build_caches(one, cache, **kw) == []
         assert f"caches: 1 valid in {cache}, 0 to build" in capsys.readouterr().out
     assert [os.stat(m).st_mtime_ns for m in made] == stamps
     tag = os.path.basename(os.path.dirname(os.path.dirname(dl.cache_file(cache, one.table.iloc[0],

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import builders
+import caches
 import dataloader as dl
 import preprocess as pp
 import save_preprocess_weight as spw
@@ -71,7 +72,7 @@ def test_any_error_of_one_pair_is_that_pairs_failure(demo, tmp_path, monkeypatch
             raise faults[name]
         return features(onset, apex, face, encoding, name, flow)
     monkeypatch.setattr(pp, "features", flaky)
-    failures = dict(spw.build_caches(three, str(tmp_path / "cache"), quiet=True))
+    failures = dict(caches.build_caches(three, str(tmp_path / "cache"), quiet=True))
     ids = [dl.sample_id(r) for r in three.table.to_dict("records")]
     assert failures == {
         ids[0]: f"{s.table.onset_path[0]}: cv2.error: OpenCV(5.0.0) resize.cpp:42: error: "
@@ -83,14 +84,14 @@ def test_any_error_of_one_pair_is_that_pairs_failure(demo, tmp_path, monkeypatch
         raise KeyboardInterrupt
     monkeypatch.setattr(pp, "features", interrupted)   # Ctrl-C still stops the run
     with pytest.raises(KeyboardInterrupt):
-        spw.build_caches(three, str(tmp_path / "other"), quiet=True)
+        caches.build_caches(three, str(tmp_path / "other"), quiet=True)
 
 
 def test_eyes_at_one_point_are_a_failure_of_that_sample(demo, tmp_path, monkeypatch):
     s = dl.read_samples(builders.subset_sheet(demo, ["01"], tmp_path / "sheet.csv"), demo["root"], "CASME")
     one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
     monkeypatch.setattr(pp, "landmarks", lambda img, name: np.full((68, 2), 50.0))
-    (sid, why), = spw.build_caches(one, str(tmp_path / "cache"), quiet=True)
+    (sid, why), = caches.build_caches(one, str(tmp_path / "cache"), quiet=True)
     assert why == f"{s.table.onset_path[0]}: the two eyes found less than a pixel apart; no face to align"
 
 
