@@ -31,17 +31,20 @@ def data(p, sheet="--path", root="--img_root", required=False, demo=False):
     p.add_argument(*_names(SHEET, sheet), dest=sheet[2:], nargs="+",
                    help="coding sheet(s), .xlsx as distributed or .csv (none for SMIC; COMPOSITE: the "
                    "sheets of its parts that have one, in order; CUSTOM: a CSV with columns subject, clip, "
-                   "onset, apex, emotion [, offset])")
+                   "onset, apex, emotion [, offset]; FLOWS: the MEGC 2019 composite's label CSV, or a "
+                   "CSV with columns subject, clip, emotion, flow [, apex_image, dataset], none for the "
+                   "per-fold layout)")
     p.add_argument(*_names(ROOT, root), dest=root[2:], nargs="+", required=required,
                    help="dataset folder(s) holding the subject folders (SMIC: the HS, VIS or NIR folder; "
                    "COMPOSITE: one per part, in order, default CASME II, SAMM, SMIC; CUSTOM: the folder the "
-                   "CSV's clip paths are under)"
+                   "CSV's clip paths are under; FLOWS: the folder of the flow files, and with the "
+                   "composite's CSV optionally the folder of its apex images)"
                    + (f"; omit {sheet} and {root} to run the synthetic demo" if demo else ""))
     p.add_argument("--catego", required=required, default=None if required else "CASME",
                    choices=list(dl.DATASETS), help="dataset")
     p.add_argument("--num_classes", type=utils.positive_int, default=None,
                    help="class set: default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE, CASME3 3; "
-                   "CUSTOM: the CSV's emotions); 3 = MEGC; CASME3 also 4, 7")
+                   "CUSTOM, FLOWS: the CSV's emotions); 3 = MEGC; CASME3 also 4, 7")
     p.add_argument("--classes", nargs="+", help="keep only these classes (CUSTOM: of the CSV's emotions)")
     p.add_argument("--parts", nargs="+", help="COMPOSITE of these datasets, in the order of the sheets and "
                    "folders (default CASME SAMM SMIC; any with a 3-class set, e.g. CASME SAMM CASME3)")
