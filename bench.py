@@ -14,7 +14,7 @@ peak    the best repeat of a large matrix product, as torch.mm (MKL / cuBLAS) an
         GEMM run as a 1x1 convolution (oneDNN / cuDNN, the libraries of the model's convolutions).
 prep    caches.build_caches (2 JPEGs, dlib alignment, TV-L1, features, .npz) on a tiny
         make_demo dataset, 1 worker process and one per core. Not FLOP-bound GEMM work: no ratio.
-FLOPs are counted by hand (`flops`; a multiply-add is 2). bf16 rows run only where
+FLOPs are counted by torch's FlopCounterMode (`flops`; a multiply-add is 2), for any network. bf16 rows run only where
 train.native_bf16 finds native bf16; elsewhere they are skipped and the reason is printed and stored.
 """
 import argparse
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils import flop_counter
 
 import caches
 import dataloader as dl
@@ -40,30 +41,46 @@ import train
 import utils
 
 
-def flops(model="DSSN", mode="mul", num_classes=5):
-    """{layer: (forward FLOPs of one sample, training multiple)} over all streams. Training is 3x
-    forward (output, input gradient, weight gradient) except conv1 (its input is data) and the
-    LRN band convolutions (a constant band, no weight gradient), 2x. DSSN mul: 1.389 GFLOP forward,
-    3.675 GFLOP a training sample."""
-    size = lambda n, k, s=1, p=0: (n + 2 * p - k) // s + 1
-    c1 = size(pp.SIZE, 11, 4)                         # 55
-    p1 = size(c1, 3, 2)                               # 27
-    p2 = size(size(p1, 5, 1, 2), 3, 2)                # conv2 27, pooled 13
-    (o1, i1, k1, _), (o2, i2, k2, _) = network.CONV1_SHAPE, network.CONV2_SHAPE
-    streams = 1 if model == "SSSN" else 2
-    layers = {"conv1": (2 * o1 * c1 * c1 * i1 * k1 * k1, 2), "lrn1_band": (2 * o1 * p1 * p1 * o1, 2),
-              "conv2": (2 * o2 * p1 * p1 * i2 * k2 * k2, 3), "lrn2_band": (2 * o2 * p2 * p2 * o2, 2)}
-    layers = {k: (streams * f, m) for k, (f, m) in layers.items()}
-    layers["fc"] = (2 * network.FEATURES * (2 if mode == "cat" and model == "DSSN" else 1) * num_classes, 3)
-    return layers
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
+                        output_padding, groups, output_mask, out_shape, **kwargs):
+    """torch's formula for a convolution's backward (flop_counter.conv_backward_flop: the input
+    gradient as a transposed convolution, the weight gradient as a convolution of the input with
+    the output gradient), except that a grouped convolution's weight gradient is divided by its
+    groups: torch 2.14's counts it `groups` times (0.896 GFLOP a DSSN sample too many, from conv2's
+    2 groups; fixed upstream in pytorch/pytorch#183405)."""
+    t = lambda shape: [shape[1], shape[0]] + list(shape[2:])
+    count = 0
+    if output_mask[0]:
+        count += flop_counter.conv_flop_count(grad_out_shape, w_shape, flop_counter.get_shape(out_shape[0]),
+                                              not transposed)
+    if output_mask[1]:
+        grad_w = t(flop_counter.get_shape(out_shape[1]))
+        operands = (t(grad_out_shape), t(x_shape)) if transposed else (t(x_shape), t(grad_out_shape))
+        count += flop_counter.conv_flop_count(*operands, grad_w, transposed=False) // groups
+    return count
 
 
-def forward_flops(model="DSSN", mode="mul", num_classes=5):
-    return sum(f for f, _ in flops(model, mode, num_classes).values())
+def flops(name="DSSN", fusion=None, num_classes=5):
+    """(forward FLOPs, training FLOPs) of one sample of the network declared as `name`, counted by
+    torch's own FlopCounterMode (convolutions and matrix products; a multiply-add is 2) on a batch
+    of one: a training step is the forward and the backward that autograd runs (no input gradient
+    of conv1, whose input is data; no weight gradient of the LRN's constant band). DSSN mul:
+    1.389 GFLOP forward, 3.675 GFLOP a training sample."""
+    net = network.MODELS[name]
+    model = network.build_model(name, num_classes, fusion)
+    x = [torch.randint(0, 256, (1, 3, net.size, net.size)).float() for _ in net.modes]
+    count = lambda: flop_counter.FlopCounterMode(
+        display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop})
+    with count() as forward, torch.no_grad():
+        model.eval()(*x)
+    with count() as step:
+        F.cross_entropy(model.train()(*x), torch.zeros(1, dtype=torch.long)).backward()
+    return forward.get_total_flops(), step.get_total_flops()
 
 
-def train_flops(model="DSSN", mode="mul", num_classes=5):
-    return sum(f * m for f, m in flops(model, mode, num_classes).values())
+def model_names():
+    """bench.py's --models: each declared network, one entry per fusion (DSSN-mul)."""
+    return [n for d in network.MODELS.values() for n in ([f"{d.name}-{f}" for f in d.fusions] or [d.name])]
 
 
 def timed(fn, reps, sync):
@@ -92,16 +109,18 @@ def peak_gflops(device, dtype, n, reps, sync):
 
 
 def bench_model(name, amp, device, batch, n_train, epochs, sync, seed=0):
-    """train_fold (DSSN mul or SSSN) for `epochs` epochs, the first one untimed; then inference.
-    Returns samples/s of each timed epoch and of each inference batch."""
-    model, _, mode = name.partition("-")
-    argv = ["--model", model, "--combination_mode", mode or "mul", "--amp", amp, "--device", device,
-            "--batch_size", str(batch), "--epochs", str(epochs), "--num_classes", "5"]
+    """train_fold of a network of model_names() (DSSN-mul) for `epochs` epochs, the first one untimed;
+    then inference. Returns samples/s of each timed epoch and of each inference batch."""
+    model, _, fusion = name.partition("-")
+    net = network.MODELS[model]
+    argv = ["--model", model, "--image_mode", *net.modes, "--amp", amp, "--device", device,
+            "--batch_size", str(batch), "--epochs", str(epochs), "--num_classes", "5"] \
+        + (["--combination_mode", fusion] if fusion else [])
     args = train.parser().parse_args(argv)
     args.learning_rate = train.PAPER["learning_rate"]
     rng = np.random.default_rng(seed)
-    streams = [torch.from_numpy(rng.integers(0, 256, (n_train + batch, pp.SIZE, pp.SIZE, 3), dtype=np.uint8))
-               .to(device) for _ in range(2 if model == "DSSN" else 1)]
+    streams = [torch.from_numpy(rng.integers(0, 256, (n_train + batch, net.size, net.size, 3), dtype=np.uint8))
+               .to(device) for _ in net.modes]
     y = torch.from_numpy(rng.integers(0, 5, n_train + batch)).to(device)
     steps = []   # time after each optimizer step; an epoch is n_train / batch steps
     hook = register_optimizer_step_post_hook(
@@ -157,8 +176,8 @@ def parser():
     p.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
     flags.device(p, amp=False)
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs, figures are rough")
-    p.add_argument("--models", nargs="+", default=["DSSN-mul"],
-                   choices=["SSSN", "DSSN-add", "DSSN-mul", "DSSN-cat"])
+    p.add_argument("--models", nargs="+", default=["DSSN-mul"], choices=model_names(),
+                   help="networks of network.py, each with its default --image_mode")
     p.add_argument("--batch", type=utils.positive_int, help="batch size (default the authors' 60; --quick 8)")
     p.add_argument("--epochs", type=utils.int_range(2),
                    help="epochs of train_fold, the first untimed (default 3)")
@@ -187,6 +206,7 @@ def run(a):
                bf16=bf16_ok, bf16_skipped=None if bf16_ok else bf16_why, models={}, peak={})
     print(f"bench: {res['device']} ({res['cpu']}), torch {res['torch']}, {res['threads']} threads, "
           f"batch {batch}, load average {res['loadavg_start']:.2f}", flush=True)
+    counted = {}   # model name -> flops()
     precs = {"fp32": (torch.float32, "none")} | ({"bf16": (torch.bfloat16, "bf16")} if bf16_ok else {})
     if not bf16_ok:
         print(f"bf16 skipped: {bf16_why}", flush=True)
@@ -196,12 +216,12 @@ def run(a):
               f"as 1x1 conv {pk['conv1x1']:.0f})",
               flush=True)
         for name in a.models:
-            model, _, mode = name.partition("-")
+            forward, train_step = counted.setdefault(name, flops(*name.partition("-")[::2]))
             tr, inf = bench_model(name, amp, device, batch, n_train, epochs, sync)
             r = dict(train_samples_per_s=statistics.median(tr), infer_samples_per_s=statistics.median(inf),
                      train_epochs=tr, infer_batches=inf)
-            r["train_gflops"] = r["train_samples_per_s"] * train_flops(model, mode) / 1e9
-            r["infer_gflops"] = r["infer_samples_per_s"] * forward_flops(model, mode) / 1e9
+            r["train_gflops"] = r["train_samples_per_s"] * train_step / 1e9
+            r["infer_gflops"] = r["infer_samples_per_s"] * forward / 1e9
             r["train_peak_ratio"] = r["train_gflops"] / pk["peak"]
             r["infer_peak_ratio"] = r["infer_gflops"] / pk["peak"]
             res["models"].setdefault(name, {})[prec] = r

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-import dataloader as dl
+import datasets
 import metrics
 import runfolder
 import utils
@@ -25,7 +25,7 @@ def same_samples(a, b, name_a, name_b):
         def only(x, y, n):
             d = sorted(x - y)
             return f"{len(d)} only in {n} ({', '.join(d[:3])}{', ...' * (len(d) > 3)})"
-        raise dl.DataError(f"{name_a} and {name_b} are not over the same samples: " + "; ".join(
+        raise datasets.DataError(f"{name_a} and {name_b} are not over the same samples: " + "; ".join(
             only(x, y, n) for x, y, n in ((ia, ib, name_a), (ib, ia, name_b)) if x - y))
 
 
@@ -38,7 +38,7 @@ def compare_runs(run_a, run_b):
         B = {next(iter(A)): next(iter(B.values()))}
     seeds = sorted(set(A) & set(B))
     if not seeds:
-        raise dl.DataError(f"{run_a} (seeds {' '.join(map(str, A))}) and {run_b} "
+        raise datasets.DataError(f"{run_a} (seeds {' '.join(map(str, A))}) and {run_b} "
                            f"(seeds {' '.join(map(str, B))}) have no seed in common")
     out = dict(a=run_a, b=run_b, seeds=seeds, resamples=metrics.RESAMPLES, bootstrap_seed=metrics.BOOT_SEED,
                per_seed={})
@@ -48,13 +48,13 @@ def compare_runs(run_a, run_b):
             if m["partial"]:
                 out.setdefault("partial", {}).setdefault(side, {})[str(s)] = runfolder.partial_note(m)
         if ca["classes"] != cb["classes"]:
-            raise dl.DataError(f"{run_a} has classes {' '.join(ca['classes'])}, "
+            raise datasets.DataError(f"{run_a} has classes {' '.join(ca['classes'])}, "
                                f"{run_b} {' '.join(cb['classes'])}")
         same_samples(pa, pb, run_a, run_b)
         if (pa.label != pb.label).any():
             if not (ca.get("shuffle_labels") or cb.get("shuffle_labels")):
                 i = (pa.label != pb.label).to_numpy().argmax()
-                raise dl.DataError(f"{run_a} and {run_b} label sample {pa.id[i]} differently")
+                raise datasets.DataError(f"{run_a} and {run_b} label sample {pa.id[i]} differently")
             out["labels"] = ("a --shuffle_labels control: each run is scored against the labels it was "
                              "trained and tested with, as in its own summary")
         out["per_seed"][str(s)] = metrics.paired(pa, pb, len(ca["classes"]))

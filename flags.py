@@ -13,7 +13,7 @@ line of Justin900429's PyTorch port) and `--csv_path` / `--root` (save_preproces
 script takes both; `sheet` and `root` say which one its help shows first, and the attribute is named
 after it.
 """
-import dataloader as dl
+import datasets
 import preprocess as pp
 import utils
 
@@ -41,7 +41,7 @@ def data(p, sheet="--path", root="--img_root", required=False, demo=False):
                    "composite's CSV optionally the folder of its apex images)"
                    + (f"; omit {sheet} and {root} to run the synthetic demo" if demo else ""))
     p.add_argument("--catego", required=required, default=None if required else "CASME",
-                   choices=list(dl.DATASETS), help="dataset")
+                   choices=list(datasets.DATASETS), help="dataset")
     p.add_argument("--num_classes", type=utils.positive_int, default=None,
                    help="class set: default the dataset's own (CASME, SAMM 5; SMIC, COMPOSITE, CASME3 3; "
                    "CUSTOM, FLOWS: the CSV's emotions); 3 = MEGC; CASME3 also 4, 7")

@@ -16,6 +16,8 @@ This file stands alone (torch, numpy and utils' error class; onnx and h5py only 
 weight files).
 """
 import codecs
+import dataclasses
+import inspect
 import math
 import pickle
 
@@ -179,38 +181,103 @@ class SSSN(nn.Module):
 
 
 class DSSN(SSSN):
-    """Dual-stream shallow network: two independent trunks (no weight sharing) merged on the
-    256x15x15 maps by `mode`: 'mul' (the authors' choice), 'add' or 'cat' (115,200 features)."""
+    """Multi-stream shallow network: one independent trunk per stream (no weight sharing), merged on
+    the 256x15x15 maps by `mode`: 'mul' (the authors' choice), 'add' or 'cat' (streams x 57,600
+    features). Two streams is the paper's DSSN; three (F G S) is the same network with a trunk more."""
 
     MODES = ("add", "mul", "cat")
 
-    def __init__(self, num_classes=5, mode="mul", dropout=0.5, init="keras"):
+    def __init__(self, num_classes=5, mode="mul", dropout=0.5, init="keras", streams=2):
         if mode not in self.MODES:
             raise ValueError(f"DSSN mode must be one of {', '.join(self.MODES)}, got {mode!r}")
         super().__init__(num_classes, dropout, init)
         self.mode = mode
-        self.trunks.append(Trunk(init))
+        for _ in range(streams - 1):
+            self.trunks.append(Trunk(init))
         if mode == "cat":
-            self.fc = nn.Linear(2 * FEATURES, num_classes)
+            self.fc = nn.Linear(streams * FEATURES, num_classes)
             INITS[init](self.fc)
 
     def features(self, *streams):
-        if len(streams) != 2:
-            raise ValueError(f"DSSN takes two streams, got {len(streams)}")
-        a, b = self.trunks[0](streams[0]), self.trunks[1](streams[1])
-        if self.mode == "add":
-            return a + b
-        if self.mode == "mul":
-            return a * b
-        return torch.cat([a, b], 1)
+        if len(streams) != len(self.trunks):
+            raise ValueError(f"this DSSN takes {len(self.trunks)} streams, got {len(streams)}")
+        maps = [t(s) for t, s in zip(self.trunks, streams)]
+        if self.mode == "cat":
+            return torch.cat(maps, 1)
+        out = maps[0]
+        for m in maps[1:]:
+            out = out * m if self.mode == "mul" else out + m
+        return out
 
 
-def build_model(name, num_classes, mode="mul", init="keras"):
-    if name == "SSSN":
-        return SSSN(num_classes, init=init)
-    if name == "DSSN":
-        return DSSN(num_classes, mode=mode, init=init)
-    raise ValueError(f"--model must be SSSN or DSSN, got {name!r}")
+# ---------------------------------------------------------------------------------------------
+# The networks the scripts know, each declared once: train.py (--model, the default --image_mode,
+# --combination_mode, the run folder's name and identity), variants.py, bench.py and predict.py
+# read all they need to know about a network from its declaration. A new network is a class and a
+# declare() call (docs/experiments.md).
+
+@dataclasses.dataclass(frozen=True)
+class Declaration:
+    name: str
+    cls: type
+    modes: tuple        # default --image_mode: one (u, v, X) stream per mode
+    streams: tuple      # (fewest, most) streams it takes; most None: any number
+    fusions: tuple      # --combination_mode values it takes (() for none); `fusion` the default
+    fusion: str
+    pretrained: bool    # has AlexNet conv1/conv2 trunks (model.trunks) that --pretrained fills
+    size: int           # side of each stream's square input image
+    cam: object         # model -> the module of each stream whose maps predict.py --cam draws, or None
+    defaults: dict      # train.py settings its own publication trained with (else the authors' DSSN's)
+    help: str
+
+    def takes(self, n):
+        lo, hi = self.streams
+        return lo <= n and (hi is None or n <= hi)
+
+    def streams_text(self):
+        lo, hi = self.streams
+        return str(lo) if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
+
+
+MODELS = {}
+
+
+def declare(cls, modes, streams=None, fusions=(), fusion=None, pretrained=False, size=227, cam=None,
+            help=None, **defaults):
+    """Make `cls` a network the scripts know, under its class name. cls(num_classes, ...) builds it;
+    it is also given `streams=` (the number of streams), `fusion=` and `init=` ("keras" or
+    "pytorch", train.py --recipe) where its __init__ takes them. Its forward takes one
+    (N, 3, H, W) tensor of 0..255 pixels per stream and returns logits. `defaults`: train.py
+    settings (batch_size, learning_rate, epochs) that this network trains with unless given."""
+    modes = tuple(modes)
+    MODELS[cls.__name__] = Declaration(
+        cls.__name__, cls, modes, tuple(streams or (len(modes), len(modes))), tuple(fusions),
+        fusion or (fusions[0] if fusions else None), pretrained, size, cam, dict(defaults),
+        help or (cls.__doc__ or cls.__name__).strip().split("\n")[0])
+    return cls
+
+
+def trunk_conv2(model):
+    # CAMs on each trunk's last convolution, at its 27x27 resolution (predict.run_model)
+    return [t.conv2 for t in model.trunks]
+
+
+declare(SSSN, modes=["G"], pretrained=True, cam=trunk_conv2)
+declare(DSSN, modes=["F", "G"], streams=(2, None), fusions=DSSN.MODES, fusion="mul", pretrained=True,
+        cam=trunk_conv2, help="DSSN: one shallow trunk per stream (two is the paper's), fused by --combination_mode")
+
+
+def build_model(name, num_classes, fusion=None, init="keras", streams=None):
+    """A fresh network declared as `name`, with `streams` streams (default: as many as its default
+    modes) fused by `fusion` (default: its declared one)."""
+    if name not in MODELS:
+        raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {name!r}")
+    d = MODELS[name]
+    takes = inspect.signature(d.cls).parameters
+    kw = dict(streams=streams or len(d.modes), fusion=fusion or d.fusion, init=init)
+    if "mode" in takes:   # DSSN's own name for its fusion (the seed's DSSN(mode=...))
+        kw["mode"] = kw["fusion"]
+    return d.cls(num_classes, **{k: v for k, v in kw.items() if k in takes})
 
 
 def _find_convs(state):

@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 import flags
-import preprocess as pp
 from network import build_model
+import network
+import preprocess as pp
 import utils
 
 # Farneback parameters of OpenCV's own example (pyr_scale, levels, winsize, iterations, poly_n,
@@ -101,7 +102,8 @@ def load_checkpoint(path, device="cpu"):
         raise PredictError(f"{path}: not a final.pt of train.py --final (its preprocess settings name no "
                            f"encoding and flow)")
     try:
-        model = build_model(ckpt["model"], ckpt["num_classes"], ckpt["combination_mode"])
+        model = build_model(ckpt["model"], ckpt["num_classes"], ckpt["combination_mode"],
+                            streams=len(ckpt["image_mode"]))
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, ValueError) as e:
         why = (str(e).strip().splitlines() or [""])[0]
@@ -136,9 +138,10 @@ def streams(feats, image_mode, device="cpu"):
     return [torch.from_numpy(pp.stream(feats, m)[None]).to(device).permute(0, 3, 1, 2) for m in image_mode]
 
 
-def run_model(model, xs, cam=None):
+def run_model(model, xs, cam=None, layers=()):
     """Class probabilities, and with cam = "hirescam" or "gradcam" a map of the predicted class
-    for each stream (227x227 float, not normalised).
+    for each stream (227x227 float, not normalised), taken on `layers` (one module a stream, the
+    network's declared `cam` layers: conv2 of each trunk for SSSN and DSSN).
 
     Both are taken on each trunk's last convolution, conv2, at its 27x27 resolution after ReLU
     and before pooling (AlexNet's own order): A = relu(conv2 output), G = d logit / d conv2
@@ -152,7 +155,7 @@ def run_model(model, xs, cam=None):
     mixes locations of opposite sign (docs/predict.md compares the two on the demo). Both maps
     are then blurred by one grid step for display."""
     acts = []
-    hooks = [t.conv2.register_forward_hook(lambda mod, inp, out: acts.append(out)) for t in model.trunks]
+    hooks = [m.register_forward_hook(lambda mod, inp, out: acts.append(out)) for m in layers if cam]
     try:
         with torch.set_grad_enabled(cam is not None):
             logits = model(*xs)
@@ -301,6 +304,10 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
     """(what predict.py prints, as a dict; extra: `cams` (one 227x227 map per stream, or None),
     `feats` (preprocess.features of the pair), `classes` and `meta` for callers and tests)."""
     model, ckpt = load_checkpoint(weights, device)
+    net = network.MODELS[ckpt["model"]]
+    if cam is not None and net.cam is None:
+        raise PredictError(f"--cam: {net.name} declares no layer to take class activation maps on "
+                           f"(network.py, declare(..., cam=...))")
     face, encoding, flow = choose_face(ckpt, face)
     if video is not None:
         if onset or apex:
@@ -314,7 +321,8 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
             raise PredictError("--onset_frame / --apex_frame / --offset_frame go with --video")
         on, ap, info, name = pp.read_image(onset), pp.read_image(apex), {}, onset
     feats = pp.features(on, ap, face=face, encoding=encoding, onset_name=name, flow=flow)
-    probs, cams = run_model(model, streams(feats, ckpt["image_mode"], device), cam_method if cam else None)
+    probs, cams = run_model(model, streams(feats, ckpt["image_mode"], device), cam_method if cam else None,
+                            net.cam(model) if cam else ())
     classes = ckpt["classes"]
     if cam is not None:
         plot_cam(cam, feats["apex"], cams, ckpt["image_mode"], classes, probs, cam_method)
@@ -323,7 +331,7 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
     if cam is not None:
         out["cam"] = cam
     meta = dict(model=ckpt["model"], image_mode=ckpt["image_mode"],
-                combination_mode=ckpt["combination_mode"] if ckpt["model"] == "DSSN" else None,
+                combination_mode=ckpt["combination_mode"],
                 face=face, encoding=encoding, flow=flow, samples=ckpt.get("samples"),
                 subjects=ckpt.get("subjects"))
     return out, dict(cams=cams, feats=feats, classes=classes, meta=meta)

@@ -24,7 +24,8 @@ import re
 import numpy as np
 import pandas as pd
 
-import dataloader as dl
+import caches
+import datasets
 import metrics
 import utils
 
@@ -34,7 +35,9 @@ ABSENT = "not in the ground truth, so left out of UF1, UAR and authors' F1"
 # the arguments of train.py that change the results; config.json holds them and what run_config adds
 CONFIG_KEYS = ("path", "img_root", "catego", "parts", "num_classes", "protocol", "model", "image_mode",
                "batch_size", "epochs", "learning_rate", "seed", "amp", "face", "encoding", "flow", "demo",
-               "shuffle_labels", "final", "recipe")
+               "shuffle_labels", "final", "recipe",
+               # the network's fusion (None for a network without one, train.resolve_network)
+               "combination_mode")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,11 +46,11 @@ CONFIG_KEYS = ("path", "img_root", "catego", "parts", "num_classes", "protocol",
 def fingerprint(samples):
     """{sample id: "label=L apex=A frames=H"} (H: a digest of the two frame files' sha256), what
     config.json records of the data so that a rerun on changed data is refused, never mixed in."""
-    src = dl.frame_sources(samples)
+    src = caches.frame_sources(samples)
     # the sha256 of the source files, in order (onset, apex frames; or flow file, apex image)
     frames = lambda s: hashlib.sha256(" ".join(str(v) for k, v in s.items() if k.endswith("sha256"))
                                       .encode()).hexdigest()[:16]
-    return {dl.sample_id(r): f"label={r['label']} apex={r['apex']} frames={frames(s)}"
+    return {datasets.sample_id(r): f"label={r['label']} apex={r['apex']} frames={frames(s)}"
             for r, s in zip(samples.table.to_dict("records"), src)}
 
 
@@ -71,7 +74,6 @@ def run_config(args, samples):
     one = lambda ps: [os.path.abspath(p) for p in utils.as_list(ps)]
     c["path"], c["img_root"] = [x[0] if len(x) == 1 else x or None
                                 for x in (one(args.path), one(args.img_root))]
-    c["combination_mode"] = args.combination_mode if args.model == "DSSN" else None
     c["pretrained"] = "none" if args.pretrained == "none" else utils.sha256(args.pretrained)
     c["classes"] = samples.classes
     c["device_type"] = args.device.split(":")[0]
@@ -103,10 +105,10 @@ def open_run(run, config, new=False):
         for k in config:
             if k == "samples" and old.get(k) != config[k]:   # the same flags on changed data: folds never mix
                 why = data_changes(old[k], config[k]) if k in old else "config.json records no samples"
-                raise dl.DataError(f"{run} was trained on other data ({why}): use --new or another "
+                raise datasets.DataError(f"{run} was trained on other data ({why}): use --new or another "
                                    f"--weight_save_path")
             if old.get(k) != config[k]:
-                raise dl.DataError(f"{run} was made with {k}={old.get(k)!r}, this run has {config[k]!r}: "
+                raise datasets.DataError(f"{run} was made with {k}={old.get(k)!r}, this run has {config[k]!r}: "
                                    f"use another --weight_save_path, or --new")
     else:
         utils.atomic_write(os.path.join(run, "config.json"),
@@ -190,7 +192,7 @@ def read_folds(run, config):
         if name.endswith(".json"):
             path = os.path.join(run, "folds", name)
             if name[:-5] not in config["folds"]:
-                raise dl.DataError(f"{path}: a fold of {name[:-5]}, which is not in this run's data "
+                raise datasets.DataError(f"{path}: a fold of {name[:-5]}, which is not in this run's data "
                                    f"({len(config['folds'])} folds): move it out of the folder")
             fold, why = read_fold(path)
             if why is not None:
@@ -294,7 +296,7 @@ def summarize(run, log=print, partial=False):
     config = read_config(run)
     found, unreadable = read_folds(run, config)
     if len(found) < len(config["folds"]) and not (partial and found):
-        raise dl.DataError(missing_folds(run, config, found, unreadable) if found or not partial
+        raise datasets.DataError(missing_folds(run, config, found, unreadable) if found or not partial
                            else f"{run}: no finished folds")
     folds = list(found.values())
     classes = config["classes"]
@@ -379,22 +381,22 @@ def summarize_seeds(run, log=print, partial=False):
     unfinished = [s for s in folders if s not in got]
     partial_seeds = [s for s, m in got.items() if m["partial"]]
     if (unfinished or partial_seeds) and not partial:
-        raise dl.DataError(f"{run}: " + "; ".join(
+        raise datasets.DataError(f"{run}: " + "; ".join(
             [f"seeds {' '.join(map(str, unfinished))} have no summary"] * bool(unfinished)
             + [f"seeds {' '.join(map(str, partial_seeds))} are missing folds"] * bool(partial_seeds))
             + f": rerun the run's command to finish them, or python train.py --summarize {run} --partial "
               f"summarizes the seeds there are, marked partial")
     if not got:
-        raise dl.DataError(f"{run}: no seed<N>/ run folder with a summary")
+        raise datasets.DataError(f"{run}: no seed<N>/ run folder with a summary")
     (s0, first), base = next(iter(got.items())), lambda c: {k: v for k, v in c.items() if k != "seed"}
     for s, m in got.items():
         for k in sorted(set(base(m["config"])) | set(base(first["config"]))):
             if m["config"].get(k) != first["config"].get(k):
-                raise dl.DataError(f"{folders[s]} was made with {k}={m['config'].get(k)!r}, {folders[s0]} "
+                raise datasets.DataError(f"{folders[s]} was made with {k}={m['config'].get(k)!r}, {folders[s0]} "
                                    f"with {first['config'].get(k)!r}: the seeds of one folder must share "
                                    f"every setting")
         if (m["samples"], m["folds_found"]) != (first["samples"], first["folds_found"]):
-            raise dl.DataError(f"{folders[s]} has {m['samples']} samples in {m['folds']} folds, "
+            raise datasets.DataError(f"{folders[s]} has {m['samples']} samples in {m['folds']} folds, "
                                f"{folders[s0]} {first['samples']} in {first['folds']}: the seeds of one "
                                f"summary must hold the same folds")
     seeds, runs = list(got), list(got.values())
@@ -500,16 +502,16 @@ def load_runs(run):
     for s, folder in folders.items():
         path = os.path.join(folder, "predictions.csv")
         if not os.path.isfile(os.path.join(folder, "config.json")):
-            raise dl.DataError(f"{folder}: not a run folder (no config.json, no seed<N>/ run folders)")
+            raise datasets.DataError(f"{folder}: not a run folder (no config.json, no seed<N>/ run folders)")
         if not os.path.isfile(path):
-            raise dl.DataError(f"{folder}: no predictions.csv (not finished? "
+            raise datasets.DataError(f"{folder}: no predictions.csv (not finished? "
                                f"python train.py --summarize {folder})")
         config = read_config(folder)
         with open(os.path.join(folder, "summary.json")) as f:
             summary = json.load(f)
         pred = pd.read_csv(path, dtype={"subject": str, "filename": str})
         index = {c: k for k, c in enumerate(config["classes"])}
-        pred = pred.assign(id=[dl.sample_id(r) for r in pred.to_dict("records")],
+        pred = pred.assign(id=[datasets.sample_id(r) for r in pred.to_dict("records")],
                            label=pred.label.map(index), prediction=pred.prediction.map(index))
         out[config["seed"] if s is None else s] = (config, pred.sort_values("id", ignore_index=True), summary)
     return out

@@ -26,13 +26,12 @@ import argparse
 import os
 import sys
 
-import cv2
-import pandas as pd
 
 import caches
 import dataloader as dl
+import datasets
 import flags
-import preprocess as pp
+import flowfiles
 import utils
 
 
@@ -53,97 +52,13 @@ def parser():
     return p
 
 
-EXPORT = dict(flo="flo", csv="flows.csv", images="STSNet_whole_norm_u_v_os",
-              images_csv="combined_3_class2_for_optical_flow.csv", apex="apex_images",
-              folds="three_norm_u_v_os")
-
-
-def _name(text):
-    """A path component from a subject or clip name (CUSTOM clips may be paths)."""
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in str(text)).strip(".") or "_"
-
-
-def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", folds=False, skip=()):
-    """Write the flow of every sample with a cache (but the sample ids in `skip`) under `out`, in
-    the forms other tools read (EXPORT names the files):
-    - flo/<subject>/<clip>.flo (Middlebury, u and v in pixels: what the IPOL program writes) and
-      <clip>_apex.png (the aligned apex crop, lossless), listed in flows.csv (subject, clip,
-      emotion, flow, apex_image, dataset; paths relative to `out`, so --catego FLOWS --csv_path
-      out/flows.csv --root out reads them back into the same streams);
-    - STSNet_whole_norm_u_v_os/<subject>_<clip> .png (a subject of digits only is named
-      <dataset>_<subject>): STSTNet's 28x28 (u, v, strain) images (RGB,
-      min-max per channel; the space before .png is theirs), apex_images/<subject>_<clip>.png and
-      the label CSV with the MEGC 2019 composite's columns (label = class index), so that STSTNet's,
-      HTNet's and CausalNet's scripts run on them unchanged; with `folds` also their per-fold layout
-      three_norm_u_v_os/<subject>/u_test|u_train/<label>/.
-    Returns the number of samples written; samples whose cache holds no float flow (8-bit flow
-    images) are skipped with a note."""
-    rows, png = [], lambda img: cv2.imencode(".png", img)[1].tobytes()
-    t = samples.table
-    twice = t.duplicated(["subject", "filename"], keep=False).to_numpy()   # CAS(ME)^3: add the onset
-    jobs = list(dl.cache_jobs(samples, cache_dir, encoding, face, flow))
-    no_flow = []
-    for (row, path, settings, sources), dup in zip(jobs, twice):
-        if dl.sample_id(row) in skip:
-            continue
-        c = dl.read_cache(path, settings, ["flow"], sources)
-        if c is None:
-            no_flow.append(dl.sample_id(row))
-            continue
-        apex = dl.read_cache(path, settings, ["apex"], sources) or \
-            dl.read_cache(path, settings, ["G"], sources)
-        dataset = dl.DATASETS[row["dataset"]]["prefix"] if row["dataset"] in dl.DATASETS else row["dataset"]
-        # a subject of digits only (CASME II's 01) gets its dataset's name: the other tools' scripts
-        # read the label CSV with pandas, which would make 01 the number 1 and miss its images
-        subject = f"{dataset}_{row['subject']}" if str(row["subject"]).isdigit() else _name(row["subject"])
-        clip = _name(row["filename"]) + (f"_{row['onset']}" if dup else "")
-        name = f"{subject}_{clip}"
-        flo = os.path.join(EXPORT["flo"], subject, f"{clip}.flo")
-        utils.atomic_write(os.path.join(out, flo), lambda f: pp.write_flo(f, c["flow"]))
-        apex_rel = ""
-        if apex is not None:
-            img = next(iter(apex.values()))
-            img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
-            apex_rel = os.path.join(EXPORT["flo"], subject, f"{clip}_apex.png")
-            utils.atomic_write(os.path.join(out, apex_rel), lambda f: f.write(png(img)))
-            utils.atomic_write(os.path.join(out, EXPORT["apex"], f"{name}.png"), lambda f: f.write(png(img)))
-        image = png(cv2.cvtColor(pp.flow_image(c["flow"]), cv2.COLOR_RGB2BGR))
-        utils.atomic_write(os.path.join(out, EXPORT["images"], f"{name} .png"), lambda f: f.write(image))
-        rows.append(dict(subject=subject, clip=clip, emotion=samples.classes[row["label"]], flow=flo,
-                         apex_image=apex_rel, dataset=dataset, label=int(row["label"]), name=name,
-                         imagename=f"{name}.png" if apex_rel else "", image=image))
-    if no_flow:
-        print(f"export: {len(no_flow)} samples have no float flow to export (8-bit flow images), "
-              f"e.g. {no_flow[0]}: skipped")
-    if not rows:
-        return 0
-    table = pd.DataFrame(rows)
-    csv = lambda df: lambda f: f.write(df.to_csv(index=False).encode())
-    utils.atomic_write(os.path.join(out, EXPORT["csv"]),
-                       csv(table[["subject", "clip", "emotion", "flow", "apex_image", "dataset"]]))
-    composite = table.rename(columns={"subject": "sub", "clip": "filename_o"})
-    composite = composite.assign(apex="", sub_filename="")
-    utils.atomic_write(os.path.join(out, EXPORT["images_csv"]),
-                       csv(composite[["dataset", "sub", "filename_o", "label", "apex", "imagename",
-                                      "sub_filename"]]))
-    if folds:
-        for held_out in sorted(set(table.subject)):
-            for r in table.itertuples():
-                part = "u_test" if r.subject == held_out else "u_train"
-                dest = os.path.join(out, EXPORT["folds"], held_out, part, str(r.label), f"{r.name} .png")
-                utils.atomic_write(dest, lambda f: f.write(r.image))
-    print(f"exported {len(rows)} samples to {out}/: {EXPORT['csv']} ({EXPORT['flo']}/*.flo), "
-          f"{EXPORT['images_csv']} ({EXPORT['images']}/)" + (f", {EXPORT['folds']}/" if folds else ""))
-    return len(rows)
-
-
 def missing(samples):
     """Every absent input, once, as (what, path, samples affected, where): a missing subject or
     clip folder is one line, not two missing frames for each of its samples; `where` is the
     sheet row (or folder) of the first sample affected."""
     gone = {}
     for r in samples.table.itertuples():
-        for p in dict.fromkeys(dl.source_paths(r._asdict())):
+        for p in dict.fromkeys(caches.source_paths(r._asdict())):
             if os.path.isfile(p):
                 continue
             top = p   # climb to the highest missing folder
@@ -159,12 +74,12 @@ def missing(samples):
 def check(samples):
     """Print what the dataset gives and every missing frame or folder (a missing folder once);
     return the number of samples that cannot be preprocessed."""
-    print(dl.describe(samples))
+    print(datasets.describe(samples))
     gone = missing(samples)
     for what, path, n, where in gone:
         print(f"  missing {what}: {path}" + (f"  ({n} samples, first {where})" if n > 1 else f"  ({where})"))
     hit = {(r.subject, r.filename, r.onset) for r in samples.table.itertuples()
-           if not all(map(os.path.isfile, dl.source_paths(r._asdict())))}
+           if not all(map(os.path.isfile, caches.source_paths(r._asdict())))}
     print(f"{len(gone)} missing frames or folders, {len(hit)} of {len(samples.table)} samples affected")
     return len(hit)
 
@@ -173,17 +88,17 @@ def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol")
     """Onset and apex crops and the five network inputs of sample n, side by side (its cache
     built first if need be)."""
     plt = utils.pyplot()
-    one = dl.Samples(samples.table.iloc[[n]], samples.classes, samples.catego, [])
+    one = datasets.Samples(samples.table.iloc[[n]], samples.classes, samples.catego, [])
     failed = caches.build_caches(one, cache_dir, encoding, face, 1, flow=flow)
     if failed:   # its reason: there is no cache to show
-        raise dl.DataError(f"--show {n}: {failed[0][0]} cannot be preprocessed: {failed[0][1]}")
-    row, path, settings, sources = next(dl.cache_jobs(one, cache_dir, encoding, face, flow))
+        raise datasets.DataError(f"--show {n}: {failed[0][0]} cannot be preprocessed: {failed[0][1]}")
+    row, path, settings, sources = next(caches.cache_jobs(one, cache_dir, encoding, face, flow))
     # a flow file (FLOWS) has no frames, and gives only the streams it holds (dl.stream_modes)
     keys = ([] if row.get("flow_path") else ["onset", "apex"]) + ["u", "v", *dl.stream_modes(one)]
     why = []
-    c = dl.read_cache(path, settings, keys, sources, why)
+    c = caches.read_cache(path, settings, keys, sources, why)
     if c is None:
-        raise dl.DataError(f"{path}: cache {dl.CACHE_FAULTS[why[-1]]}")
+        raise datasets.DataError(f"{path}: cache {caches.CACHE_FAULTS[why[-1]]}")
     titles = dict(onset="onset", apex="apex", u="u", v="v", F="F magnitude", S="S strain",
                   G="G gray apex")
     fig, axes = plt.subplots(1, len(keys), figsize=(2.2 * len(keys), 2.6))
@@ -192,7 +107,7 @@ def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol")
         ax.imshow(c[k], cmap=None if c[k].ndim == 3 else "gray", vmin=0, vmax=255)
         ax.set_title(t, fontsize=9)
         ax.axis("off")
-    fig.suptitle(f"{dl.sample_id(row)}  ({samples.classes[row['label']]})", fontsize=10)
+    fig.suptitle(f"{datasets.sample_id(row)}  ({samples.classes[row['label']]})", fontsize=10)
     fig.tight_layout()
     utils.save_png(fig, out, dpi=90)
     print(f"wrote {out}")
@@ -201,24 +116,24 @@ def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol")
 def run(args):
     cache_dir = args.cache_dir or os.path.join("cache", args.catego)
     if args.export_folds and not args.export:
-        raise dl.DataError("--export_folds goes with --export DIR")
+        raise datasets.DataError("--export_folds goes with --export DIR")
     samples = dl.read_samples(args.csv_path, args.root, args.catego, args.num_classes, args.classes,
                               args.parts)
     if args.check:
         return 1 if check(samples) else 0
     if args.show is not None:
         if not 0 <= args.show < len(samples.table):
-            raise dl.DataError(f"--show {args.show}: the dataset has samples 0..{len(samples.table) - 1}")
+            raise datasets.DataError(f"--show {args.show}: the dataset has samples 0..{len(samples.table) - 1}")
         show(samples, cache_dir, args.show, args.out, args.encoding, args.face, args.flow)
         return 0
-    print(dl.describe(samples))
+    print(datasets.describe(samples))
     failures = caches.build_caches(samples, cache_dir, args.encoding, args.face, args.workers,
                                    flow=args.flow)
     if failures:
         print(caches.failure_table(failures))
     print(f"caches in {cache_dir}: {len(samples.table) - len(failures)} of {len(samples.table)} samples")
     if args.export:
-        export(samples, cache_dir, args.export, args.encoding, args.face, args.flow, args.export_folds,
+        flowfiles.export(samples, cache_dir, args.export, args.encoding, args.face, args.flow, args.export_folds,
                skip={s for s, _ in failures})
     return 1 if failures else 0
 

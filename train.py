@@ -37,11 +37,12 @@ import torch.nn.functional as F
 
 import caches
 import dataloader as dl
+import datasets
 import flags
+from network import FORMATS, build_model, count_parameters, load_pretrained, read_pretrained, weights_format
+import network
 import preprocess as pp
 import runfolder
-from network import (DSSN, FORMATS, build_model, count_parameters, load_pretrained, read_pretrained,
-                     weights_format)
 import utils
 
 # The authors' settings (ME_Autoencoders train_multi_stream.py): Adam lr 1e-4, batch 60, 100 epochs.
@@ -64,10 +65,16 @@ def parser():
                       help="loso: leave one subject out; lodo: leave one dataset of a composite out")
     data.add_argument("--demo_dir", default="demo", help="where the demo dataset is built")
     m = p.add_argument_group("model and training")
-    m.add_argument("--model", default="DSSN", choices=["SSSN", "DSSN"])
+    models = network.MODELS.values()
+    m.add_argument("--model", default="DSSN", choices=list(network.MODELS), help="; ".join(
+        f"{d.name}: {d.help} ({d.streams_text()} stream{'s' * (d.streams != (1, 1))}, default "
+        f"--image_mode {' '.join(d.modes)})" for d in models) + " (network.py)")
     m.add_argument("--image_mode", nargs="+", default=None,
-                   help="third channel per stream: F S G (DSSN two, SSSN one; default F G / G)")
-    m.add_argument("--combination_mode", default="mul", choices=DSSN.MODES, help="DSSN fusion")
+                   help="third channel of each stream's (u, v, X) image: F S G, one per stream")
+    fusions = list(dict.fromkeys(f for d in models for f in d.fusions))
+    m.add_argument("--combination_mode", default=None, choices=fusions,
+                   help="fusion of the streams, for the networks that have one; default each one's own "
+                   + ", ".join(f"({d.name} {d.fusion})" for d in models if d.fusions))
     m.add_argument("--recipe", default="keras", choices=RECIPES,
                    help="keras: as the authors' Keras 2 code trained (batches in subject and sheet order, "
                    "Keras' Adam with its step counter carried across folds, he_normal biases, clipped "
@@ -138,6 +145,25 @@ def resolve_amp(device, amp):
     return amp
 
 
+def resolve_network(args, net):
+    """--image_mode and --combination_mode against the network's declaration (network.MODELS):
+    its defaults filled in, what it cannot take refused in one line before any work."""
+    args.image_mode = args.image_mode or list(net.modes)
+    if not net.takes(len(args.image_mode)):
+        raise datasets.DataError(f"--image_mode {' '.join(args.image_mode)}: {args.model} takes "
+                           f"{net.streams_text()} stream{'s' * (net.streams != (1, 1))}, one mode each "
+                           f"(e.g. --image_mode {' '.join(net.modes)})")
+    if not net.fusions and args.combination_mode:
+        raise datasets.DataError(f"--combination_mode {args.combination_mode}: {args.model} fuses no streams")
+    if net.fusions:
+        args.combination_mode = args.combination_mode or net.fusion
+        if args.combination_mode not in net.fusions:
+            raise datasets.DataError(f"--combination_mode {args.combination_mode}: {args.model} takes "
+                               f"{', '.join(net.fusions)}")
+    if args.pretrained != "none" and not net.pretrained:
+        raise datasets.DataError(f"--pretrained: {args.model} has no AlexNet conv1/conv2 to fill (use --pretrained none)")
+
+
 def resolve(args):
     """Fill defaults that depend on the dataset (paper settings) or the demo."""
     # device and precision first: a request this machine cannot honour is refused before any work
@@ -156,21 +182,17 @@ def resolve(args):
     else:
         args.demo = False
         if args.img_root is None:
-            raise dl.DataError("--img_root is required with --path")
-        if args.path is None and dl.DATASETS[args.catego].get("sheet", True) is not None:
-            raise dl.DataError(f"--path (the coding sheet) is required for --catego {args.catego}")
-    for k, v in (DEMO if args.demo else PAPER).items():
+            raise datasets.DataError("--img_root is required with --path")
+        if args.path is None and datasets.DATASETS[args.catego].get("sheet", True) is not None:
+            raise datasets.DataError(f"--path (the coding sheet) is required for --catego {args.catego}")
+    net = network.MODELS[args.model]
+    for k, v in (DEMO if args.demo else PAPER | net.defaults).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
-    if args.image_mode is None:
-        args.image_mode = ["F", "G"] if args.model == "DSSN" else ["G"]
-    want = 2 if args.model == "DSSN" else 1
-    if len(args.image_mode) != want:
-        raise dl.DataError(f"--image_mode {' '.join(args.image_mode)}: {args.model} takes {want} "
-                           f"mode{'s' if want > 1 else ''} (of F S G)")
-    spec = dl.DATASETS[args.catego]
+    resolve_network(args, net)
+    spec = datasets.DATASETS[args.catego]
     if args.protocol == "lodo" and not ("parts" in spec or spec.get("flows")):
-        raise dl.DataError("--protocol lodo holds out one dataset of a composite: "
+        raise datasets.DataError("--protocol lodo holds out one dataset of a composite: "
                            "it needs --catego COMPOSITE (or FLOWS with several datasets), "
                            f"not {args.catego}")
     tag = "demo" if args.demo else args.catego
@@ -184,7 +206,7 @@ def resolve(args):
     if args.protocol != "loso":
         tag += "_" + args.protocol
     name = f"{tag}_{args.model}_{''.join(args.image_mode)}" \
-        + (f"_{args.combination_mode}" if want == 2 else "") \
+        + (f"_{args.combination_mode}" if args.combination_mode else "") \
         + ("_shuffled" if args.shuffle_labels else "") + ("_final" if args.final else "")
     args.weight_save_path = args.weight_save_path or os.path.join("runs", name)
     return args
@@ -292,7 +314,7 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     device, keras = args.device, getattr(args, "recipe", "keras") == "keras"
     torch.manual_seed(seed)
     model = build_model(args.model, args.num_classes, args.combination_mode,
-                        init="keras" if keras else "pytorch")
+                        init="keras" if keras else "pytorch", streams=len(streams))
     if pretrained is not None:
         load_pretrained(model, pretrained)
     model = model.to(device, memory_format=torch.channels_last)
@@ -353,7 +375,7 @@ def read_data(args):
     field = dl.PROTOCOLS[args.protocol][0][:-1]   # "subject" / "dataset"
     held_out = sorted(set(samples.table[field]))
     if len(held_out) < 2 and not args.final:   # its one fold would train on nothing
-        raise dl.DataError(f"--protocol {args.protocol} holds out one {field} a fold and trains on the "
+        raise datasets.DataError(f"--protocol {args.protocol} holds out one {field} a fold and trains on the "
                            f"others: the data has 1 {field} ({held_out[0]})")
     # read (and checked) once, copied into every fold's fresh model
     pretrained = None if args.pretrained == "none" else read_pretrained(args.pretrained)
@@ -362,13 +384,13 @@ def read_data(args):
 
 def load(args, samples, log):
     """dataloader's streams of the data; missing caches are built first."""
-    log(dl.describe(samples))
+    log(datasets.describe(samples))
     dl.check_modes(samples, args.image_mode)   # before any preprocessing
     failures = caches.build_caches(samples, args.cache_dir, args.encoding, args.face, args.workers,
                                 flow=args.flow)
     if failures:
         log(caches.failure_table(failures))
-        raise dl.DataError(f"{len(failures)} samples could not be preprocessed (see above)")
+        raise datasets.DataError(f"{len(failures)} samples could not be preprocessed (see above)")
     data = dl.load_streams(samples, args.cache_dir, args.image_mode, args.encoding, args.face, args.flow)
     if args.shuffle_labels:
         shuffle_within_subjects(data, args.seed)
@@ -378,9 +400,9 @@ def load(args, samples, log):
 
 def describe(args, config, pretrained, log):
     """The model and how it is trained, in two lines of train.log."""
-    model = build_model(args.model, args.num_classes, args.combination_mode)
+    model = build_model(args.model, args.num_classes, args.combination_mode, streams=len(args.image_mode))
     log(f"{args.model} {' '.join(args.image_mode)}"
-        + (f" fusion {args.combination_mode}" if args.model == "DSSN" else "")
+        + (f" fusion {args.combination_mode}" if args.combination_mode else "")
         + f", {count_parameters(model):,} parameters, on {args.device}"
         + (" with bf16 autocast" if args.amp == "bf16" else "")
         + f"; recipe {args.recipe}, batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, "
@@ -408,7 +430,7 @@ def plan(args, data):
     if args.subjects:
         unknown = set(args.subjects) - {s for s, _, _ in splits}
         if unknown:
-            raise dl.DataError(f"--subjects {' '.join(sorted(unknown))}: not in the data "
+            raise datasets.DataError(f"--subjects {' '.join(sorted(unknown))}: not in the data "
                                f"({field}: {' '.join(s for s, _, _ in splits)})")
         mine = [s for s in splits if s[0] in args.subjects]
     if args.shard:
@@ -497,7 +519,7 @@ def train_final(args, run, log, samples, data, streams, y, pretrained):
                 image_mode=args.image_mode, classes=samples.classes, catego=args.catego, parts=args.parts,
                 preprocess={f: pp.settings(f, args.encoding, args.flow) for f in faces},
                 train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())),
-                sample_ids=[dl.sample_id(r) for r in samples.table.to_dict("records")])
+                sample_ids=[datasets.sample_id(r) for r in samples.table.to_dict("records")])
     path = os.path.join(run, "final.pt")
     utils.atomic_write(path, lambda f: torch.save(ckpt, f))
     log(f"final model on all {len(data.y)} samples of {len(ckpt['subjects'])} subjects "
@@ -513,7 +535,7 @@ def run_seeds(args):
     top = args.weight_save_path
     top = runfolder.beside(top) if args.new and os.path.exists(top) else top
     if os.path.isfile(os.path.join(top, "config.json")):
-        raise dl.DataError(f"{top} is a one-seed run folder: give --seeds another --weight_save_path, "
+        raise datasets.DataError(f"{top} is a one-seed run folder: give --seeds another --weight_save_path, "
                            f"or --new")
     for s in args.seeds:
         main_run(argparse.Namespace(**vars(args) | dict(seed=s, seeds=None, new=False,

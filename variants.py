@@ -11,7 +11,8 @@ run folder under --out, so a repeated command reuses the finished ones and train
 
 Names: SSSN_<mode> (SSSN_G) and DSSN_<modes>_<fusion> (DSSN_FG_mul: stream 1 gets u v F,
 stream 2 u v G). Every other flag is train.py's and is passed to each variant's run as given
-(python train.py -h); without --path it runs on the demo, like train.py. Writes table.md and
+(python train.py -h); without --path it runs on the demo, like train.py. Any network declared in
+network.py runs the same way (--models NAME: one variant per combination of modes). Writes table.md and
 table.csv in --out from every variant that has a summary, and prints the table.
 """
 import argparse
@@ -23,13 +24,14 @@ import os
 import sys
 
 import metrics
+import network
 import runfolder
 import train
 import utils
 
-MODELS = ("SSSN", "DSSN")
+PAPER_MODELS = ("SSSN", "DSSN")   # the paper's grid; --models takes any network of network.py
 MODES = ("F", "G", "S")   # the paper's order, so pairs read FG, FS, GS
-FUSIONS = ("add", "mul", "cat")
+FUSIONS = tuple(dict.fromkeys(f for d in network.MODELS.values() for f in d.fusions))
 # train.py's flags that variants.py sets for each variant (or that would make it something else)
 SET_HERE = ("model", "image_mode", "combination_mode", "weight_save_path", "new", "summarize", "final")
 COLUMNS = [("variant", "variant"), ("model", "model"), ("modes", "modes"), ("fusion", "fusion"),
@@ -45,15 +47,17 @@ EXTRA = [f"{k}_sd" for k in SCORES] + [f"{k}_ci_{e}" for k in metrics.CI_KEYS fo
     + ["partial"]
 
 
-def grid(models=MODELS, modes=MODES, fusions=FUSIONS):
-    """[(name, model, modes, fusion)] in the paper's order; fusion None for SSSN."""
+def grid(models=PAPER_MODELS, modes=MODES, fusions=FUSIONS):
+    """[(name, model, modes, fusion)] in the paper's order: for each network (its declaration in
+    network.py), each combination of as many modes as its fewest streams, with each of its fusions
+    (fusion None for a network without one)."""
     modes = [m for m in MODES if m in modes]   # canonical order whatever order they were given in
     out = []
-    if "SSSN" in models:
-        out += [(f"SSSN_{m}", "SSSN", [m], None) for m in modes]
-    if "DSSN" in models:
-        out += [(f"DSSN_{a}{b}_{f}", "DSSN", [a, b], f)
-                for a, b in itertools.combinations(modes, 2) for f in FUSIONS if f in fusions]
+    for name in models:
+        net = network.MODELS[name]
+        for combo in itertools.combinations(modes, net.streams[0]):
+            for f in [f for f in FUSIONS if f in fusions and f in net.fusions] if net.fusions else [None]:
+                out.append((f"{name}_{''.join(combo)}" + (f"_{f}" if f else ""), name, list(combo), f))
     return out
 
 
@@ -63,10 +67,12 @@ def parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Every other flag is train.py's (python train.py -h: the data, "
                                 "--epochs, --seeds, --recipe, ...), passed to each variant's run as given.")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--models", nargs="+", default=list(PAPER_MODELS), choices=list(network.MODELS),
+                   help="networks (network.py) to try; default the paper's")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
-                   help="third channels to try (SSSN: each one; DSSN: each pair)")
-    p.add_argument("--fusions", nargs="+", default=list(FUSIONS), choices=FUSIONS, help="DSSN fusions to try")
+                   help="third channels to try (SSSN: each one; DSSN: each pair; a network of n streams: each n)")
+    p.add_argument("--fusions", nargs="+", default=list(FUSIONS), choices=FUSIONS,
+                   help="fusions to try, for the networks that have them")
     p.add_argument("--only", nargs="+", metavar="VARIANT",
                    help="run just these variants (e.g. DSSN_FG_mul), whatever --models/--modes/--fusions say")
     p.add_argument("--out",
@@ -202,7 +208,7 @@ def write_table(out, variants, requested):
 
 
 def run(args, rest, targs):
-    everything = grid()
+    everything = grid(list(network.MODELS))
     if args.only:
         names = {v[0]: v for v in everything}
         unknown = [n for n in args.only if n not in names]
@@ -212,7 +218,8 @@ def run(args, rest, targs):
     else:
         todo = grid(args.models, args.modes, args.fusions)
         if not todo:
-            raise utils.UserError("the grid is empty (DSSN needs two --modes; SSSN one)")
+            raise utils.UserError("the grid is empty: a network of n streams needs n --modes (DSSN two, "
+                                  "SSSN one)")
     tag = "demo" if targs.path is None and targs.img_root is None else targs.catego
     tag += "-" + "+".join(targs.parts) if targs.parts else ""
     tag += "_lodo" if targs.protocol == "lodo" else ""

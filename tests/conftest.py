@@ -96,12 +96,12 @@ def once(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_export(demo, tmp_path_factory):
-    """The shared demo's flow exported once (save_preprocess_weight.export, per-fold layout too):
+    """The shared demo's flow exported once (flowfiles.export, per-fold layout too):
     .flo files with apex frames and flows.csv, STSTNet-style images with their label CSV."""
     import dataloader as dl
-    import save_preprocess_weight as spw
+    import flowfiles
 
     def build(d):
         samples = dl.read_samples(demo["sheet"], demo["root"], "CASME")
-        assert spw.export(samples, demo["cache"], str(d), folds=True) == len(samples.table)
+        assert flowfiles.export(samples, demo["cache"], str(d), folds=True) == len(samples.table)
     return str(built_once(tmp_path_factory, "demo_export", build))

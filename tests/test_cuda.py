@@ -15,9 +15,9 @@ import torch
 
 import builders
 import make_demo
+from network import build_model
 import predict
 import train
-from network import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -14,9 +14,11 @@ import openpyxl
 import pandas as pd
 import pytest
 
+import builders
 import caches
 import dataloader as dl
-import builders
+import datasets
+import flowfiles
 import make_demo
 import save_preprocess_weight as spw
 
@@ -136,7 +138,7 @@ def test_casme_apex_slash_uses_middle_frame(data, tmp_path):
     assert s.table.apex[3] == 2   # (1 + 3) // 2
     assert any("middle frame 2 used" in n and f"{rows[3][0]}/{rows[3][1]}@1" in n and "row 5" in n
                for n in s.notes)
-    assert "middle frame" in dl.describe(s)
+    assert "middle frame" in datasets.describe(s)
 
 
 def test_port_csv(data, tmp_path):
@@ -183,11 +185,11 @@ def test_smic_from_folders(data, kind):
 
 def test_smic_frames_decode_and_cache(data, tmp_path):
     s = dl.read_samples(None, os.path.join(data["smic"], "HS"), "SMIC")
-    one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
+    one = datasets.Samples(s.table.iloc[:1], s.classes, s.catego, [])
     assert caches.build_caches(one, str(tmp_path / "cache"), quiet=True) == []
     assert dl.load_streams(one, str(tmp_path / "cache"), ["F"]).x.shape == (1, 1, 227, 227, 3)
     # a cache of one flow method is never read as the other's: each has its own
-    with pytest.raises(dl.DataError, match="cache missing"):
+    with pytest.raises(datasets.DataError, match="cache missing"):
         dl.load_streams(one, str(tmp_path / "cache"), ["F"], flow="opencv")
     assert caches.build_caches(one, str(tmp_path / "cache"), quiet=True, flow="opencv") == []
     ipol, opencv = (dl.load_streams(one, str(tmp_path / "cache"), ["F"], flow=f).x
@@ -204,12 +206,12 @@ def test_composite(data):
     assert counts(s) == {"negative": 4 + 5 + 4, "positive": 2 + 2 + 2, "surprise": 2 + 2 + 2}
     for d, g in t.groupby("dataset"):   # the label follows the class name, not the part's index
         assert (g.label.map(s.classes.__getitem__) == g.emotion.map(
-            {e: c for c, es in dl.class_set(d, 3).items() for e in es})).all()
+            {e: c for c, es in datasets.class_set(d, 3).items() for e in es})).all()
     assert sorted(t.subject.unique()) == ["casme2_01", "casme2_02", "samm_006", "samm_007",
                                           "smic_s1", "smic_s2"]
     assert len({(r.subject, r.filename) for r in t.itertuples()}) == len(t)
     assert [sub for sub, _, _ in dl.loso_splits(t.subject)] == sorted(t.subject.unique())
-    text = dl.describe(s)
+    text = datasets.describe(s)
     assert "CASME disgust, repression; SAMM anger, contempt, disgust, fear, sadness; SMIC negative" in text
     assert any(n.startswith("CASME: dropped 2") for n in s.notes)
 
@@ -250,9 +252,9 @@ def test_casme_real_counts(tmp_path):
 
 
 def test_samm_real_counts(tmp_path):
-    five = [e for e, n in SAMM_EMOTIONS.items() for _ in range(n) if e.lower() in dl.class_set("SAMM", 5)]
+    five = [e for e, n in SAMM_EMOTIONS.items() for _ in range(n) if e.lower() in datasets.class_set("SAMM", 5)]
     other = [e for e, n in SAMM_EMOTIONS.items() for _ in range(n)
-             if e.lower() not in dl.class_set("SAMM", 5)]
+             if e.lower() not in datasets.class_set("SAMM", 5)]
     subjects = [f"{k:03d}" for k in range(6, 6 + 29)]
     # 27 subjects share the 5-class rows; the last 2 have only disgust / fear / sadness
     pairs = [(subjects[i % 27], e) for i, e in enumerate(five)] + \
@@ -276,7 +278,7 @@ def test_samm_real_counts(tmp_path):
 # bad inputs: one line naming what is wrong
 
 def error(*args, **kw):
-    with pytest.raises(dl.DataError) as e:
+    with pytest.raises(datasets.DataError) as e:
         dl.read_samples(*args, **kw)
     msg = str(e.value)
     assert "\n" not in msg
@@ -359,14 +361,14 @@ def test_one_class_is_an_error_and_single_sample_subjects_are_reported(data, tmp
     df = data["df"]
     happy = df[df["Estimated Emotion"] == "happiness"]
     casme_sheet(tmp_path / "one_class.xlsx", happy.iloc[:, :7].values.tolist())
-    with pytest.raises(dl.DataError) as e:
+    with pytest.raises(datasets.DataError) as e:
         dl.read_samples(str(tmp_path / "one_class.xlsx"), data["casme"], "CASME")
     assert "only one class (happiness)" in str(e.value) and "\n" not in str(e.value)
     # subject 02 keeps one clip: fine for LOSO, but said
     rows = pd.concat([df[df.Subject == "01"], df[df.Subject == "02"].iloc[:1]])
     casme_sheet(tmp_path / "single.xlsx", rows.iloc[:, :7].values.tolist())
     s = dl.read_samples(str(tmp_path / "single.xlsx"), data["casme"], "CASME")
-    assert "subjects with a single sample: 02" in dl.describe(s)
+    assert "subjects with a single sample: 02" in datasets.describe(s)
 
 
 # --- flags checked at parse time by every script (dataloader's argparse types) ---------------
@@ -453,8 +455,8 @@ def test_casme3_native_layout_and_class_sets(casme3):
     a = t[(t.subject == "spNO.1") & (t.filename == "a")]
     assert a.onset.tolist() == [1, 5, 9] and a.onset_path.tolist() == [
         os.path.join(casme3["root"], "spNO.1", "a", "color", f"{n}.jpg") for n in (1, 5, 9)]
-    assert len({path for _, path, _, _ in dl.cache_jobs(s, "c", "fixed", "auto", "ipol")}) == len(t)
-    assert len({dl.sample_id(r) for r in t.to_dict("records")}) == len(t)
+    assert len({path for _, path, _, _ in caches.cache_jobs(s, "c", "fixed", "auto", "ipol")}) == len(t)
+    assert len({datasets.sample_id(r) for r in t.to_dict("records")}) == len(t)
     assert [sub for sub, _, _ in dl.loso_splits(t.subject)] == ["spNO.1", "spNO.2", "spNO.3"]
     s4 = dl.read_samples(casme3["sheet"], casme3["root"], "CASME3", 4)
     assert counts(s4) == {"negative": 12, "positive": 3, "surprise": 3, "others": 3}
@@ -580,7 +582,7 @@ def test_custom_bad_inputs_name_file_and_row(custom, tmp_path, capsys):
 def test_list_frames_any_name_ending_in_digits(tmp_path):
     for name in ["img46.jpg", "frame_0047.png", "48.bmp", "a1b49.JPEG", "notes.txt", "thumbs.db"]:
         (tmp_path / name).write_bytes(b"")
-    frames = dl.list_frames(str(tmp_path), "CUSTOM", "x")
+    frames = datasets.list_frames(str(tmp_path), "CUSTOM", "x")
     assert {n: os.path.basename(p) for n, (p, _) in frames.items()} == {
         46: "img46.jpg", 47: "frame_0047.png", 48: "48.bmp", 49: "a1b49.JPEG"}
 
@@ -591,7 +593,7 @@ def test_composite_of_chosen_parts_and_lodo_splits(data, casme3):
                         parts=["CASME", "SAMM", "CASME3"])
     assert counts(s, "dataset") == {"CASME": 8, "SAMM": 9, "CASME3": 18}
     assert s.table.subject[s.table.dataset == "CASME3"].str.startswith("casme3_spNO.").all()
-    assert "CASME3 disgust, fear, anger, sad" in dl.describe(s)
+    assert "CASME3 disgust, fear, anger, sad" in datasets.describe(s)
     two = dl.read_samples(sheets[:2], [data["casme"], data["samm"]], "COMPOSITE", parts=["CASME", "SAMM"])
     assert counts(two, "dataset") == {"CASME": 8, "SAMM": 9}
     folds = list(dl.lodo_splits(two.table.dataset))
@@ -605,7 +607,7 @@ def test_composite_of_chosen_parts_and_lodo_splits(data, casme3):
         data["sheet"], data["casme"], "CASME", parts=["CASME"])
     assert "takes 2 coding sheets (CASME, SAMM) and 2 dataset folders" in error(
         sheets, [data["casme"], data["samm"]], "COMPOSITE", parts=["CASME", "SAMM"])
-    with pytest.raises(dl.DataError, match="lodo needs two or more datasets"):
+    with pytest.raises(datasets.DataError, match="lodo needs two or more datasets"):
         list(dl.lodo_splits(["CASME"] * 3))
 
 
@@ -630,10 +632,10 @@ def test_readme_mmew_mapping_gives_a_custom_csv(custom, tmp_path):
 
 def test_custom_caches_with_and_without_alignment(custom, tmp_path):
     s = dl.read_samples(custom["csv"], custom["root"], "CUSTOM")
-    one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
+    one = datasets.Samples(s.table.iloc[:1], s.classes, s.catego, [])
     for face in ("auto", "none"):   # auto = dlib for CUSTOM frames
         assert caches.build_caches(one, str(tmp_path / face), face=face, quiet=True) == []
-        (_, path, _, _), = dl.cache_jobs(one, str(tmp_path / face), "fixed", face, "ipol")
+        (_, path, _, _), = caches.cache_jobs(one, str(tmp_path / face), "fixed", face, "ipol")
         assert path.endswith(os.path.join("P1", "clips%2FP1_happy_12.npz"))   # the clip's "/" encoded
         with np.load(path) as z:
             assert json.loads(str(z["meta"]))["settings"]["face"] == ("dlib" if face == "auto" else "none")
@@ -643,14 +645,14 @@ def test_cache_follows_its_sheet_row_and_frames(data, tmp_path, capsys):
     root, cache = tmp_path / "casme", str(tmp_path / "cache")
     shutil.copytree(data["casme"], root)
     sheet = str(root / make_demo.SHEET)
-    three = lambda: (lambda s: dl.Samples(s.table.iloc[:3], s.classes, s.catego, []))(
+    three = lambda: (lambda s: datasets.Samples(s.table.iloc[:3], s.classes, s.catego, []))(
         dl.read_samples(sheet, str(root), "CASME"))
     s = three()
     assert caches.build_caches(s, cache) == []
-    files = [path for _, path, _, _ in dl.cache_jobs(s, cache, "fixed", "auto", "ipol")]
+    files = [path for _, path, _, _ in caches.cache_jobs(s, cache, "fixed", "auto", "ipol")]
     before = [open(f, "rb").read() for f in files]
     with np.load(files[0]) as z:   # what the cache was made from is in it
-        assert json.loads(str(z["meta"]))["sources"] == dl.frame_sources(s)[0]
+        assert json.loads(str(z["meta"]))["sources"] == caches.frame_sources(s)[0]
     # an apex corrected in the sheet (row of sample 0) and an onset frame replaced (sample 1)
     wb = openpyxl.load_workbook(sheet)
     ws = wb.active
@@ -661,7 +663,7 @@ def test_cache_follows_its_sheet_row_and_frames(data, tmp_path, capsys):
     shutil.copy(s.table.apex_path[1], s.table.onset_path[1])
     s = three()
     assert s.table.apex[0] == 3
-    with pytest.raises(dl.DataError, match="from other frames or sheet row"):   # stale: never read
+    with pytest.raises(datasets.DataError, match="from other frames or sheet row"):   # stale: never read
         dl.load_streams(s, cache, ["F", "G"])
     capsys.readouterr()
     assert caches.build_caches(s, cache) == []
@@ -702,12 +704,12 @@ def test_flo_export_reads_back_into_the_very_streams(demo, demo_export, tmp_path
 
 
 def test_composite_images_csv_and_per_fold_layout_give_the_same_images(demo_export, tmp_path):
-    images = os.path.join(demo_export, spw.EXPORT["images"])
-    csv = os.path.join(demo_export, spw.EXPORT["images_csv"])
+    images = os.path.join(demo_export, flowfiles.EXPORT["images"])
+    csv = os.path.join(demo_export, flowfiles.EXPORT["images_csv"])
     # the demo's 5 classes: the composite's codes 0 1 2 are MEGC's 3 classes, codes 3 and 4 skipped
-    apex = os.path.join(demo_export, spw.EXPORT["apex"])
+    apex = os.path.join(demo_export, flowfiles.EXPORT["apex"])
     a, sa = flow_streams(csv, [images, apex], tmp_path / "a", ["S", "G"])
-    b, sb = flow_streams(None, os.path.join(demo_export, spw.EXPORT["folds"]), tmp_path / "b", ["S"])
+    b, sb = flow_streams(None, os.path.join(demo_export, flowfiles.EXPORT["folds"]), tmp_path / "b", ["S"])
     assert a.classes == b.classes == ["negative", "positive", "surprise"]
     assert dl.stream_modes(a) == ["S", "G"] and dl.stream_modes(b) == ["S"]
     na, nb = named(a, sa), named(b, sb)
@@ -727,7 +729,7 @@ def test_flow_bad_inputs_are_named_and_good_samples_kept(demo_export, tmp_path, 
     good = sorted(n for n in os.listdir(flo) if n.endswith(".flo"))
     shutil.copy(os.path.join(flo, good[0]), tmp_path / "good.flo")
     np.save(tmp_path / "good.npy", cv2.readOpticalFlow(os.path.join(flo, good[1])))
-    shutil.copy(os.path.join(demo_export, spw.EXPORT["images"], "casme2_02_EP01_01 .png"),
+    shutil.copy(os.path.join(demo_export, flowfiles.EXPORT["images"], "casme2_02_EP01_01 .png"),
                 tmp_path / "good.png")
     (tmp_path / "tag.flo").write_bytes(b"FLOW" + bytes(20))
     (tmp_path / "cut.flo").write_bytes((tmp_path / "good.flo").read_bytes()[:-8])
@@ -753,17 +755,17 @@ def test_flow_bad_inputs_are_named_and_good_samples_kept(demo_export, tmp_path, 
         assert f"{tmp_path / name}: {why}" in out, name
     assert "6 samples failed" in out and "3 of 9 samples" in out
     # the good ones are cached; their modes: the 8-bit image allows S only, one line says so
-    ok = dl.read_flows(str(tmp_path / "f.csv"), str(tmp_path))
+    ok = flowfiles.read_flows(str(tmp_path / "f.csv"), str(tmp_path))
     ok.table = ok.table[ok.table.flow_path.str.contains("good")].reset_index(drop=True)
     assert dl.stream_modes(ok) == ["S"]
-    with pytest.raises(dl.DataError,
+    with pytest.raises(datasets.DataError,
                        match=r"--image_mode F: 8-bit flow images \(e.g. .*good.png\) .* gives S$"):
         dl.load_streams(ok, str(tmp_path / "cache"), ["F"])
     assert dl.load_streams(ok, str(tmp_path / "cache"), ["S"]).x.shape == (1, 3, 227, 227, 3)
 
 
 def test_per_fold_layout_faults_are_named_and_its_subjects_give_the_datasets(demo_export, tmp_path):
-    src = os.path.join(demo_export, spw.EXPORT["folds"])
+    src = os.path.join(demo_export, flowfiles.EXPORT["folds"])
     root = tmp_path / "folds"
     # the composite's subject naming: sub01 CASME II, 006 SAMM, s03 SMIC; one subject without u_test
     for old, new in (("casme2_01", "sub01"), ("casme2_02", "006"), ("casme2_03", "s03")):
@@ -781,11 +783,11 @@ def test_per_fold_layout_faults_are_named_and_its_subjects_give_the_datasets(dem
     assert f"{root / 's04'}: no u_test/ folder: subject skipped" in notes
     assert "found twice" in notes and "label folder '3' is not one of 0, 1, 2" in notes
     assert len(s.table) == 9 and (s.table.filename.str.match(r"EP\d\d_01$")).all()
-    with pytest.raises(dl.DataError, match="no CSV given .* no per-fold layout"):
-        dl.read_samples(None, os.path.join(demo_export, spw.EXPORT["images"]), "FLOWS")
+    with pytest.raises(datasets.DataError, match="no CSV given .* no per-fold layout"):
+        dl.read_samples(None, os.path.join(demo_export, flowfiles.EXPORT["images"]), "FLOWS")
     bad = pd.DataFrame({"subject": ["P1"], "clip": ["a"], "label": ["happy"]})
     bad.to_csv(tmp_path / "x.csv", index=False)
-    with pytest.raises(dl.DataError, match=r"x.csv: expected columns subject, clip, emotion, flow .* it has "
+    with pytest.raises(datasets.DataError, match=r"x.csv: expected columns subject, clip, emotion, flow .* it has "
                                            r"subject, clip, label$"):
         dl.read_samples(str(tmp_path / "x.csv"), str(tmp_path), "FLOWS")
 
@@ -795,12 +797,12 @@ def test_per_fold_layout_faults_are_named_and_its_subjects_give_the_datasets(dem
 def test_path_part_is_one_safe_component_and_never_shared():
     names = ["clips/P1", "clips%2FP1", "/abs/clip", "..", ".", ".hidden", "a\\b", "a b", "", "x" * 300,
              "x" * 299 + "y", "спNO.1", "c:clip", "a_1"]
-    parts = [dl.path_part(n) for n in names]
+    parts = [caches.path_part(n) for n in names]
     assert len(set(parts)) == len(names)
     for p in parts:
         assert p and p not in (".", "..") and not p.startswith(".") and len(p) <= 100
         assert os.sep not in p and "/" not in p and "\\" not in p and ":" not in p
-    assert dl.path_part("EP02_01f") == "EP02_01f" and dl.path_part("spNO.1") == "spNO.1"
+    assert caches.path_part("EP02_01f") == "EP02_01f" and caches.path_part("spNO.1") == "spNO.1"
 
 
 def test_caches_stay_under_cache_dir_whatever_the_csv_says(custom, tmp_path, capsys):
@@ -823,7 +825,7 @@ def test_caches_stay_under_cache_dir_whatever_the_csv_says(custom, tmp_path, cap
 
 def test_caches_of_other_settings_live_side_by_side(data, tmp_path, capsys):
     s = dl.read_samples(data["sheet"], data["casme"], "CASME")
-    one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
+    one = datasets.Samples(s.table.iloc[:1], s.classes, s.catego, [])
     cache = str(tmp_path / "cache")
     settings = [dict(), dict(encoding="minmax"), dict(face="none"), dict(flow="opencv")]
     for kw in settings:
@@ -836,8 +838,8 @@ def test_caches_of_other_settings_live_side_by_side(data, tmp_path, capsys):
         assert caches.build_caches(one, cache, **kw) == []
         assert f"caches: 1 valid in {cache}, 0 to build" in capsys.readouterr().out
     assert [os.stat(m).st_mtime_ns for m in made] == stamps
-    tag = os.path.basename(os.path.dirname(os.path.dirname(dl.cache_file(cache, one.table.iloc[0],
-                                                                         dl.cache_settings(one.table.iloc[0],
+    tag = os.path.basename(os.path.dirname(os.path.dirname(caches.cache_file(cache, one.table.iloc[0],
+                                                                         caches.cache_settings(one.table.iloc[0],
                                                                                            "minmax")))))
     assert tag.startswith("dlib-minmax-ipol-")
 
@@ -845,19 +847,19 @@ def test_caches_of_other_settings_live_side_by_side(data, tmp_path, capsys):
 def fake_cache(path, row, settings, sources, **arrays):
     feats = {k: np.zeros((227, 227, 3) if k in ("onset", "apex") else (227, 227), np.uint8)
              for k in ["onset", "apex", "u", "v", "F", "S", "G"]}
-    dl.write_cache(path, feats | arrays, settings, sources, row)
+    caches.write_cache(path, feats | arrays, settings, sources, row)
 
 
 def test_read_cache_says_why_and_load_streams_passes_it_on(data, tmp_path, monkeypatch):
     s = dl.read_samples(data["sheet"], data["casme"], "CASME")
-    one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
+    one = datasets.Samples(s.table.iloc[:1], s.classes, s.catego, [])
     cache = str(tmp_path / "cache")
-    (row, path, settings, sources), = dl.cache_jobs(one, cache, "fixed", "auto", "ipol")
+    (row, path, settings, sources), = caches.cache_jobs(one, cache, "fixed", "auto", "ipol")
 
     def why():   # what read_cache appends, and what load_streams says
         w = []
-        assert dl.read_cache(path, settings, ["u", "F"], sources, w) is None
-        with pytest.raises(dl.DataError) as e:
+        assert caches.read_cache(path, settings, ["u", "F"], sources, w) is None
+        with pytest.raises(datasets.DataError) as e:
             dl.load_streams(one, cache, ["F"])
         assert str(e.value).startswith(f"{path}: cache ") and "\n" not in str(e.value)
         return w, str(e.value)
@@ -865,10 +867,10 @@ def test_read_cache_says_why_and_load_streams_passes_it_on(data, tmp_path, monke
     msg = f"{path}: cache missing (run save_preprocess_weight.py with the same --cache_dir and settings)"
     assert why() == (["missing"], msg)
     fake_cache(path, row, settings, sources)
-    assert dl.read_cache(path, settings, ["u", "F"], sources)["F"].shape == (227, 227)
+    assert caches.read_cache(path, settings, ["u", "F"], sources)["F"].shape == (227, 227)
     good = open(path, "rb").read()
     w = []
-    assert dl.read_cache(path, dict(settings, encoding="minmax"), ["u"], sources, w) is None
+    assert caches.read_cache(path, dict(settings, encoding="minmax"), ["u"], sources, w) is None
     assert w == ["settings"]
     fake_cache(path, row, dict(settings, encoding="minmax"), sources)   # settings of another cache
     assert why() == (["settings"], msg.replace("missing", "made with other settings"))
@@ -887,15 +889,15 @@ def test_read_cache_says_why_and_load_streams_passes_it_on(data, tmp_path, monke
     # there but unreadable: an error naming the file, not a rebuild
     os.remove(path)
     os.mkdir(path)
-    with pytest.raises(dl.CacheError, match=f"^{re.escape(path)}: cannot read cache \\(Is a directory\\)$"):
-        dl.read_cache(path, settings, ["u"], sources)
+    with pytest.raises(caches.CacheError, match=f"^{re.escape(path)}: cannot read cache \\(Is a directory\\)$"):
+        caches.read_cache(path, settings, ["u"], sources)
     os.rmdir(path)
     fake_cache(path, row, settings, sources)
 
     def eio(*a, **kw):
         raise OSError(errno.EIO, "Input/output error")
     monkeypatch.setattr(np, "load", eio)
-    with pytest.raises(dl.CacheError) as e:
+    with pytest.raises(caches.CacheError) as e:
         dl.load_streams(one, cache, ["F"])
     assert str(e.value) == f"{path}: cannot read cache (Input/output error)"
 

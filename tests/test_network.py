@@ -1,11 +1,19 @@
+import json
 import os
+import re
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from network import DSSN, LRN, SSSN, Trunk, count_parameters, keras_he_normal_, load_pretrained, IMAGENET_MEAN
+import builders
+import dataloader as dl
+from network import (DSSN, IMAGENET_MEAN, LRN, MODELS, SSSN, Trunk, build_model, count_parameters, keras_he_normal_,
+                     load_pretrained)
 
 
 def lrn_reference(a, n=5, alpha=1e-4, beta=0.75, k=2.0):
@@ -67,8 +75,35 @@ def test_dssn_fusion(mode):
     want = {"add": fa + fb, "mul": fa * fb, "cat": torch.cat([fa, fb], 1)}[mode]
     assert torch.allclose(m.features(a, b), want)
     assert m(a, b).shape == (2, 3)
-    with pytest.raises(ValueError, match="two streams"):
+    with pytest.raises(ValueError, match="takes 2 streams, got 1"):
         m(a)
+
+
+@pytest.mark.parametrize("mode", ["add", "mul", "cat"])
+def test_dssn_takes_one_trunk_per_stream(mode):
+    torch.manual_seed(0)
+    m = build_model("DSSN", 3, mode, streams=3).eval()
+    assert len(m.trunks) == 3
+    assert count_parameters(m) == 3 * 342_400 + (3 if mode == "cat" else 1) * 57_600 * 3 + 3
+    x = [torch.randint(0, 256, (2, 3, 227, 227), dtype=torch.uint8) for _ in range(3)]
+    f = [t(s) for t, s in zip(m.trunks, x)]
+    want = {"add": f[0] + f[1] + f[2], "mul": f[0] * f[1] * f[2], "cat": torch.cat(f, 1)}[mode]
+    assert torch.allclose(m.features(*x), want)
+    # the paper's two-stream DSSN draws exactly the weights it draws as DSSN(...)
+    torch.manual_seed(1)
+    a = build_model("DSSN", 5, mode).state_dict()
+    torch.manual_seed(1)
+    b = DSSN(5, mode=mode).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_declared_network_builds_and_runs():
+    for name, net in MODELS.items():
+        model = build_model(name, 4).eval()
+        x = [torch.randint(0, 256, (1, 3, net.size, net.size), dtype=torch.uint8) for _ in net.modes]
+        assert model(*x).shape == (1, 4), name
+        assert net.takes(len(net.modes)) and net.help, name
+        assert (net.fusion in net.fusions) if net.fusions else net.fusion is None, name
 
 
 def test_dssn_rejects_unknown_mode():
@@ -299,3 +334,42 @@ def test_keras_init_has_keras_2_2_4_he_normal_spread():
     p = DSSN(5, init="pytorch")
     assert not p.fc.bias.any() and not p.trunks[1].conv2.bias.any()
     assert p.fc.weight.abs().max() <= np.sqrt(6 / (57_600 + 5))
+
+
+def test_the_docs_example_network_runs_through_every_script(demo, tmp_path):
+    # docs/experiments.md's first python block, pasted at the end of a copy of network.py and
+    # nothing else edited, is trained, listed, benchmarked, run as variants and predicts
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "experiments.md")) as f:
+        block = re.search(r"```python\n(.*?)```", f.read(), re.S)[1]
+    name = re.search(r"^declare\((\w+)", block, re.M)[1]
+    assert name not in MODELS
+    code = tmp_path / "code"
+    code.mkdir()
+    for f in os.listdir(root):
+        if f.endswith(".py"):
+            shutil.copy(os.path.join(root, f), code)
+    with open(code / "network.py", "a") as f:
+        f.write("\n\n" + block)
+    sheet = builders.subset_sheet(demo, ["01", "02"], tmp_path / "sheet.csv")
+    data = ["--path", sheet, "--img_root", demo["root"], "--cache_dir", demo["cache"], "--device", "cpu",
+            "--epochs", "1", "--batch_size", "4"]
+    run = lambda *argv: subprocess.run([sys.executable, *argv], cwd=code, capture_output=True, text=True)
+    for argv in (["train.py", "--help"], ["train.py", "--model", name, *data, "--weight_save_path", "loso"],
+                 ["variants.py", "--models", name, "--modes", "G", *data, "--out", "variants"],
+                 ["bench.py", "--quick", "--models", name, "--device", "cpu", "--json", "bench.json"],
+                 ["train.py", "--model", name, *data, "--final", "--weight_save_path", "final"]):
+        p = run(*argv)
+        assert p.returncode == 0, (argv, p.stderr[-2000:])
+        if argv[1] == "--help":
+            assert name in p.stdout
+    summary = json.loads((code / "loso" / "summary.json").read_text())
+    assert summary["config"]["model"] == name and summary["config"]["image_mode"] == ["F", "G"]
+    assert (code / "variants" / f"{name}_G" / "summary.json").is_file()
+    bench = json.loads((code / "bench.json").read_text())
+    assert bench["models"][name]["fp32"]["train_gflops"] > 0
+    row = dl.read_samples(sheet, demo["root"], "CASME").table.iloc[0]
+    p = run("predict.py", "--weights", "final/final.pt", "--onset", row["onset_path"], "--apex", row["apex_path"],
+            "--device", "cpu", "--json")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout)["prediction"] in summary["config"]["classes"]

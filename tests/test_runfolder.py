@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import dataloader as dl
+import datasets
 import metrics
 import runfolder
 from test_metrics import casme_sized
@@ -77,10 +77,10 @@ def test_open_run_refuses_other_settings_and_other_data(tmp_path):
                                      "01/b@1": "label=1 apex=2 frames=bb"})
     assert runfolder.open_run(run, config) == run and os.path.isdir(os.path.join(run, "folds"))
     assert runfolder.open_run(run, config) == run   # the same config: resumed
-    with pytest.raises(dl.DataError, match="was made with epochs=1, this run has 2"):
+    with pytest.raises(datasets.DataError, match="was made with epochs=1, this run has 2"):
         runfolder.open_run(run, config | dict(epochs=2))
     other = {"01/a@1": "label=0 apex=4 frames=cc", "01/c@1": "label=1 apex=2 frames=bb"}
-    with pytest.raises(dl.DataError) as e:
+    with pytest.raises(datasets.DataError) as e:
         runfolder.open_run(run, config | dict(samples=other))
     assert str(e.value) == (f"{run} was trained on other data (3 samples changed: 01/a@1 (apex/frames), "
                             "01/b@1 (removed), 01/c@1 (added)): use --new or another --weight_save_path")
@@ -155,7 +155,7 @@ def test_a_fold_of_another_subject_is_refused(tmp_path):
     run = str(tmp_path / "run")
     write_run(run, casme_sized(3)[:40])
     shutil.copy(runfolder.fold_path(run, "01"), runfolder.fold_path(run, "99"))
-    with pytest.raises(dl.DataError, match=r"99.json: a fold of 99, which is not in this run's data"):
+    with pytest.raises(datasets.DataError, match=r"99.json: a fold of 99, which is not in this run's data"):
         runfolder.summarize(run)
 
 
@@ -176,5 +176,5 @@ def test_multi_seed_folder_mean_sd_and_shared_settings(tmp_path):
     assert (tmp_path / "A" / "learning_curves.png").is_file()
     # seeds of one folder must share their settings
     write_run(str(tmp_path / "A" / "seed9"), base, seed=9, epochs=3)
-    with pytest.raises(dl.DataError, match="epochs=3"):
+    with pytest.raises(datasets.DataError, match="epochs=3"):
         runfolder.summarize_seeds(str(tmp_path / "A"))

@@ -10,6 +10,7 @@ import pytest
 import builders
 import caches
 import dataloader as dl
+import datasets
 import preprocess as pp
 import save_preprocess_weight as spw
 
@@ -61,7 +62,7 @@ def test_a_cache_dir_that_is_a_file_is_one_line(demo, tmp_path, capsys):
 
 def test_any_error_of_one_pair_is_that_pairs_failure(demo, tmp_path, monkeypatch):
     s = dl.read_samples(builders.subset_sheet(demo, ["01"], tmp_path / "sheet.csv"), demo["root"], "CASME")
-    three = dl.Samples(s.table.iloc[:3], s.classes, s.catego, [])
+    three = datasets.Samples(s.table.iloc[:3], s.classes, s.catego, [])
     features = pp.features
     faults = {s.table.onset_path[0]: cv2.error("OpenCV(5.0.0) resize.cpp:42: error: (-215:Assertion failed) "
                                                "!ssize.empty() in function 'resize'\n"),
@@ -73,7 +74,7 @@ def test_any_error_of_one_pair_is_that_pairs_failure(demo, tmp_path, monkeypatch
         return features(onset, apex, face, encoding, name, flow)
     monkeypatch.setattr(pp, "features", flaky)
     failures = dict(caches.build_caches(three, str(tmp_path / "cache"), quiet=True))
-    ids = [dl.sample_id(r) for r in three.table.to_dict("records")]
+    ids = [datasets.sample_id(r) for r in three.table.to_dict("records")]
     assert failures == {
         ids[0]: f"{s.table.onset_path[0]}: cv2.error: OpenCV(5.0.0) resize.cpp:42: error: "
                 "(-215:Assertion failed) !ssize.empty() in function 'resize'",
@@ -89,7 +90,7 @@ def test_any_error_of_one_pair_is_that_pairs_failure(demo, tmp_path, monkeypatch
 
 def test_eyes_at_one_point_are_a_failure_of_that_sample(demo, tmp_path, monkeypatch):
     s = dl.read_samples(builders.subset_sheet(demo, ["01"], tmp_path / "sheet.csv"), demo["root"], "CASME")
-    one = dl.Samples(s.table.iloc[:1], s.classes, s.catego, [])
+    one = datasets.Samples(s.table.iloc[:1], s.classes, s.catego, [])
     monkeypatch.setattr(pp, "landmarks", lambda img, name: np.full((68, 2), 50.0))
     (sid, why), = caches.build_caches(one, str(tmp_path / "cache"), quiet=True)
     assert why == f"{s.table.onset_path[0]}: the two eyes found less than a pixel apart; no face to align"

@@ -327,8 +327,9 @@ def test_other_demo_dir_caches_apart(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--model", "DSSN", "--image_mode", "G"], "DSSN takes 2 modes"),
-    (["--model", "SSSN", "--image_mode", "F", "G"], "SSSN takes 1 mode"),
+    (["--model", "DSSN", "--image_mode", "G"], "DSSN takes 2 or more streams"),
+    (["--model", "SSSN", "--image_mode", "F", "G"], "SSSN takes 1 stream,"),
+    (["--model", "SSSN", "--combination_mode", "add"], "SSSN fuses no streams"),
     (["--image_mode", "F", "X"], "--image_mode 'X' unknown"),
     (["--num_classes", "4"], "--num_classes 4 does not fit CASME"),
     (["--subjects", "99"], "--subjects 99: not in the data"),
@@ -337,6 +338,23 @@ def test_bad_flags_one_line(dataset, tmp_path, capsys, extra, message):
     assert run(dataset, tmp_path / "bad", *extra) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err, err
+
+
+def test_three_stream_dssn_and_its_fusion_in_the_run_identity(dataset, tmp_path, capsys):
+    # DSSN takes one trunk per stream given; the fusion of any network that has one is part of
+    # the run folder's identity, so a run is never resumed under another fusion
+    out = tmp_path / "three"
+    assert run(dataset, out, "--model", "DSSN", "--image_mode", "F", "G", "S", "--subjects", "01") == 0
+    cfg = runfolder.read_config(str(out))
+    assert cfg["image_mode"] == ["F", "G", "S"] and cfg["combination_mode"] == "mul"
+    assert "DSSN F G S fusion mul, 1,315,205 parameters" in (out / "train.log").read_text()
+    capsys.readouterr()
+    assert run(dataset, out, "--model", "DSSN", "--image_mode", "F", "G", "S", "--combination_mode", "add",
+               "--subjects", "02") == 2
+    assert "made with combination_mode='mul', this run has 'add'" in capsys.readouterr().err
+    # a network given what it cannot take is refused before a run folder is made
+    assert run(dataset, tmp_path / "never", "--model", "SSSN", "--image_mode", "F", "G") == 2
+    assert not (tmp_path / "never").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -563,6 +581,7 @@ def test_native_bf16_answers_for_this_machine(cpu_native_bf16):
 # ---------------------------------------------------------------------------------------------
 # CAS(ME)^3, CUSTOM and the cross-dataset protocol
 
+import flowfiles
 from test_dataloader import data, write_samm_sheet  # noqa: E402,F401  (the natively built composite)
 
 
@@ -687,11 +706,11 @@ def test_lodo_needs_a_composite(dataset, tmp_path, capsys):
 
 def test_flows_train_per_dataset_and_lodo_and_refuse_what_files_cannot_give(demo_export, tmp_path, capsys):
     # the demo's exported STSTNet-style images, subjects 01 02 as CASME II and 03 04 as SAMM
-    csv = pd.read_csv(os.path.join(demo_export, save_preprocess_weight.EXPORT["images_csv"]), dtype=str)
+    csv = pd.read_csv(os.path.join(demo_export, flowfiles.EXPORT["images_csv"]), dtype=str)
     csv["dataset"] = csv["sub"].map({"casme2_01": "casme2", "casme2_02": "casme2",
                                      "casme2_03": "samm", "casme2_04": "samm"})
     csv.to_csv(tmp_path / "labels.csv", index=False)
-    images = os.path.join(demo_export, save_preprocess_weight.EXPORT["images"])
+    images = os.path.join(demo_export, flowfiles.EXPORT["images"])
     argv = tiny("--catego", "FLOWS", "--path", str(tmp_path / "labels.csv"), "--img_root", images,
                 "--cache_dir", str(tmp_path / "cache"), "--model", "SSSN")
     assert train.main(argv + ["--image_mode", "G", "--weight_save_path", str(tmp_path / "g")]) == 2
