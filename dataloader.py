@@ -74,7 +74,7 @@ def stream_modes(samples):
         return list(pp.MODES)
     can = set(pp.MODES)
     for kind, apex in zip(t.flow_kind, t.apex_path):
-        can &= ({"F", "S"} if kind == "float" else {"S"}) | ({"G"} if apex else set())
+        can &= ({"F", "S", "O"} if kind == "float" else {"S", "O"}) | ({"G"} if apex else set())
     return [m for m in pp.MODES if m in can]
 
 
@@ -89,7 +89,7 @@ def check_modes(samples, image_mode):
         t = samples.table
         why = {"F": "8-bit flow images (e.g. {}) hold u, v and strain min-max scaled per image, so the "
                     "flow's magnitude is lost",
-               "S": "",
+               "S": "", "O": "",
                "G": "no apex face image for e.g. {} (a CSV column apex_image; with the composite's CSV, the "
                     "folder of its imagename images as a second --img_root)"}[m]
         example = t.flow_path[(t.flow_kind == "image") if m == "F" else (t.apex_path == "")].iloc[0]
@@ -99,7 +99,7 @@ def check_modes(samples, image_mode):
 
 @dataclass
 class Streams:
-    """x: uint8 (S, N, 227, 227, 3) - stream-major, channels last, so one stream's batch is a
+    """x: uint8 (S, N, H, W, 3), H = W = 227 (28 for O) - stream-major, channels last, so one stream's batch is a
     contiguous gather that torch sees as channels_last NCHW without a copy."""
     x: np.ndarray
     y: np.ndarray
@@ -112,12 +112,19 @@ class Streams:
 def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto", flow="ipol"):
     """Read every cache once and build the (u, v, X) streams for `image_mode` (e.g. ["F", "G"])."""
     check_modes(samples, image_mode)
+    sizes = {pp.stream_size(m) for m in image_mode}
+    if len(sizes) > 1:
+        raise DataError(f"--image_mode {' '.join(image_mode)}: streams of one network have one size "
+                        f"(O is {pp.STSTNET_SIZE}x{pp.STSTNET_SIZE}, F S G {pp.SIZE}x{pp.SIZE})")
     t = samples.table
-    x = np.empty((len(image_mode), len(t), pp.SIZE, pp.SIZE, 3), np.uint8)
+    size = sizes.pop()
+    x = np.empty((len(image_mode), len(t), size, size, 3), np.uint8)
     jobs = caches.cache_jobs(samples, cache_dir, encoding, face, flow)
     for i, (row, path, settings, sources) in enumerate(jobs):
         why = []
-        c = caches.read_cache(path, settings, ["u", "v", *image_mode], sources, why)
+        image = row.get("flow_kind") == "image"
+        keys = list(dict.fromkeys(k for m in image_mode for k in pp.stream_keys(m, image)))
+        c = caches.read_cache(path, settings, keys, sources, why)
         if c is None:
             raise DataError(f"{path}: cache {caches.CACHE_FAULTS[why[-1]]} (run save_preprocess_weight.py with "
                             f"the same --cache_dir and settings)")

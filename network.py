@@ -160,7 +160,8 @@ def keras_he_normal_(module):
                 draw(m.bias, math.sqrt(m.bias.numel() / getattr(m, "groups", 1)))
 
 
-INITS = {"keras": keras_he_normal_, "pytorch": he_normal_}
+# torch: each layer's own default initialisation, untouched (recipe plain, STSTNet's script)
+INITS = {"keras": keras_he_normal_, "pytorch": he_normal_, "torch": lambda module: None}
 
 
 class SSSN(nn.Module):
@@ -208,6 +209,30 @@ class DSSN(SSSN):
         for m in maps[1:]:
             out = out * m if self.mode == "mul" else out + m
         return out
+
+
+class STSTNet(nn.Module):
+    """STSTNet (Liong et al., FG 2019): the field's shallow baseline on the 28x28 (u, v, strain) image.
+    As christy1206/STSTNet main.py declares it: three 3x3 convolution branches of 3, 5 and 8 filters
+    (padding 2), each ReLU -> BatchNorm -> max-pool 3/3 (padding 1) -> dropout 0.5, concatenated,
+    average-pooled 2/2, then linear 400 -> classes. Its input is the image as its script feeds it:
+    cv2.imread's BGR channels (strain, v, u), pixels 0..255 unscaled (preprocess.stream mode O)."""
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        # the published names, so that its state dicts (STSTNet_Weights/*.pth) load as they are
+        for k, n in enumerate((3, 5, 8), 1):
+            setattr(self, f"conv{k}", nn.Conv2d(3, n, 3, padding=2))
+            setattr(self, f"bn{k}", nn.BatchNorm2d(n))
+        self.dropout = nn.Dropout(0.5)
+        self.fc = nn.Linear(5 * 5 * 16, num_classes)
+
+    def forward(self, x):
+        x = x.float()
+        branch = lambda conv, bn: self.dropout(F.max_pool2d(bn(F.relu(conv(x))), 3, 3, padding=1))
+        x = torch.cat([branch(self.conv1, self.bn1), branch(self.conv2, self.bn2),
+                       branch(self.conv3, self.bn3)], 1)   # 30x30 -> 10x10
+        return self.fc(F.avg_pool2d(x, 2).flatten(1))      # 5x5x16 = 400
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +290,10 @@ def trunk_conv2(model):
 declare(SSSN, modes=["G"], pretrained=True, cam=trunk_conv2)
 declare(DSSN, modes=["F", "G"], streams=(2, None), fusions=DSSN.MODES, fusion="mul", pretrained=True,
         cam=trunk_conv2, help="DSSN: one shallow trunk per stream (two is the paper's), fused by --combination_mode")
+# STSTNet's published training (main.py): torch's Adam at lr 5e-5, batch 256, 800 epochs, plain
+# cross-entropy, torch's default initialisation, batches in order (recipe plain), last epoch
+declare(STSTNet, modes=["O"], size=28, recipe="plain", batch_size=256, learning_rate=5e-5, epochs=800,
+        help="STSTNet (Liong et al. 2019) on the 28x28 (u, v, strain) image")
 
 
 def build_model(name, num_classes, fusion=None, init="keras", streams=None):

@@ -38,7 +38,9 @@ STRAIN_SCALE = 128.0
 ALIGN_WIDTH, ALIGN_EYE = 256, (0.35, 0.35)
 FACE_MODES = ("dlib", "none")
 ENCODINGS = ("fixed", "minmax")
-MODES = ("F", "S", "G")  # the third channel of a stream: magnitude, strain, gray apex
+# A stream's mode: F, S, G are the third channel of a SIZE x SIZE (u, v, X) image (magnitude,
+# strain, gray apex); O is STSTNet's whole 28x28 (u, v, strain) image (stream()).
+MODES = ("F", "S", "G", "O")
 
 
 class PreprocessError(utils.UserError):
@@ -399,11 +401,30 @@ def features(onset, apex, face="dlib", encoding="fixed", onset_name="onset", flo
 
 
 def stream(feats, mode):
-    """The 227x227x3 image of one stream: (u, v, X) with X = F, S or G,
-    channels last: a batch of them is a channels_last NCHW tensor after a permute, no copy."""
+    """The image of one stream, channels last (a batch of them is a channels_last NCHW tensor after
+    a permute, no copy): for F, S or G the 227x227 (u, v, X); for O STSTNet's 28x28 image in the
+    channel order its script reads it with cv2.imread, BGR = (strain, v, u): from a float flow the
+    image --export writes (flow_image), from an 8-bit flow image the image as stored."""
     if mode not in MODES:
         raise ValueError(f"--image_mode must be among {', '.join(MODES)}, got {mode!r}")
+    if mode == "O":
+        rgb = flow_image(feats["flow"]) if "flow" in feats else \
+            shrink_nearest(np.stack([feats["u"], feats["v"], feats["S"]], axis=-1), STSTNET_SIZE)
+        return np.ascontiguousarray(rgb[..., ::-1])
     return np.stack([feats["u"], feats["v"], feats[mode]], axis=-1)
+
+
+def stream_size(mode):
+    """The side of a stream's image."""
+    return STSTNET_SIZE if mode == "O" else SIZE
+
+
+def stream_keys(mode, image=False):
+    """The cache entries a stream is made from; `image`: the sample is an 8-bit flow image (its
+    cache holds u, v and S enlarged from it, and no float flow)."""
+    if mode == "O":
+        return ["u", "v", "S"] if image else ["flow"]
+    return ["u", "v", mode]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,6 +539,16 @@ def flow_file_features(flow_path, apex_path=None, encoding="fixed"):
             apex = cv2.resize(apex, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
         feats["G"] = gray(apex)
     return feats
+
+
+def shrink_nearest(img, size):
+    """The size x size image that cv2.resize(..., IMAGE_RESIZE) enlarged into `img`, exactly: each
+    source pixel read back from the first target pixel that nearest-neighbour resizing copied it to
+    (found by resizing the pixel indices themselves, so it follows OpenCV's own rounding)."""
+    def first(n):
+        up = cv2.resize(np.arange(size, dtype=np.float32)[None, :], (n, 1), interpolation=IMAGE_RESIZE)[0]
+        return np.searchsorted(up, np.arange(size))
+    return img[np.ix_(first(img.shape[0]), first(img.shape[1]))]
 
 
 def flow_image(flow, size=STSTNET_SIZE):

@@ -51,7 +51,10 @@ PAPER = dict(batch_size=60, learning_rate=1e-4, epochs=100)
 # so it trains with more, smaller steps (see README).
 DEMO = dict(batch_size=10, learning_rate=1e-3, epochs=8)
 ADAM_DECAY = 1e-7   # Keras Adam(decay=1e-7): lr / (1 + decay * step)
-RECIPES = ("keras", "pytorch")
+# keras: the authors' Keras 2 training; pytorch: the port's; plain: torch's Adam at a fixed lr on
+# batches in sample order, plain cross-entropy, torch's default init (STSTNet's main.py)
+RECIPES = ("keras", "pytorch", "plain")
+INIT = {"keras": "keras", "pytorch": "pytorch", "plain": "torch"}   # network.INITS of each recipe
 # --final trains one model on every sample: these flags would be silently ignored
 NOT_FINAL = ("subjects", "shard", "save_weights", "protocol", "seeds")
 
@@ -75,11 +78,12 @@ def parser():
     m.add_argument("--combination_mode", default=None, choices=fusions,
                    help="fusion of the streams, for the networks that have one; default each one's own "
                    + ", ".join(f"({d.name} {d.fusion})" for d in models if d.fusions))
-    m.add_argument("--recipe", default="keras", choices=RECIPES,
-                   help="keras: as the authors' Keras 2 code trained (batches in subject and sheet order, "
-                   "Keras' Adam with its step counter carried across folds, he_normal biases, clipped "
-                   "cross-entropy); pytorch: shuffled batches, a fresh torch Adam per fold, zero biases, "
-                   "plain cross-entropy")
+    m.add_argument("--recipe", default=None, choices=RECIPES,
+                   help="keras (default; STSTNet: plain): as the authors' Keras 2 code trained (batches in "
+                   "subject and sheet order, Keras' Adam with its step counter carried across folds, he_normal "
+                   "biases, clipped cross-entropy); pytorch: shuffled batches, a fresh torch Adam per fold, "
+                   "zero biases, plain cross-entropy; plain: torch's Adam at a fixed lr, batches in sheet "
+                   "order, torch's default initialisation, plain cross-entropy (STSTNet's script)")
     m.add_argument("--batch_size", type=utils.positive_int,
                    help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
     m.add_argument("--epochs", type=utils.positive_int,
@@ -149,6 +153,11 @@ def resolve_network(args, net):
     """--image_mode and --combination_mode against the network's declaration (network.MODELS):
     its defaults filled in, what it cannot take refused in one line before any work."""
     args.image_mode = args.image_mode or list(net.modes)
+    for m in args.image_mode:
+        if m in pp.MODES and pp.stream_size(m) != net.size:
+            fit = " ".join(k for k in pp.MODES if pp.stream_size(k) == net.size)
+            raise dl.DataError(f"--image_mode {m}: {args.model} takes {net.size}x{net.size} streams ({fit}); "
+                               f"{m} is {pp.stream_size(m)}x{pp.stream_size(m)}")
     if not net.takes(len(args.image_mode)):
         raise datasets.DataError(f"--image_mode {' '.join(args.image_mode)}: {args.model} takes "
                            f"{net.streams_text()} stream{'s' * (net.streams != (1, 1))}, one mode each "
@@ -189,6 +198,7 @@ def resolve(args):
     for k, v in (DEMO if args.demo else PAPER | net.defaults).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    args.recipe = args.recipe or net.defaults.get("recipe", "keras")
     resolve_network(args, net)
     spec = datasets.DATASETS[args.catego]
     if args.protocol == "lodo" and not ("parts" in spec or spec.get("flows")):
@@ -310,16 +320,20 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     With a list as `epoch_probs`, the test samples are also scored after every epoch (the
     authors' protocol needs it) and each epoch's probabilities are appended to it; evaluation
     draws no random numbers, so training and the last epoch's scores are unchanged by it.
-    Recipe keras: batches in train_idx's order every epoch, KerasAdam from `start_step`."""
-    device, keras = args.device, getattr(args, "recipe", "keras") == "keras"
+    Recipe keras: batches in train_idx's order every epoch, KerasAdam from `start_step`; plain:
+    batches in train_idx's order, torch's Adam at a fixed lr; pytorch: shuffled, Adam with decay."""
+    recipe = getattr(args, "recipe", "keras")
+    device, keras, plain = args.device, recipe == "keras", recipe == "plain"
     torch.manual_seed(seed)
     model = build_model(args.model, args.num_classes, args.combination_mode,
-                        init="keras" if keras else "pytorch", streams=len(streams))
+                        init=INIT[recipe], streams=len(streams))
     if pretrained is not None:
         load_pretrained(model, pretrained)
     model = model.to(device, memory_format=torch.channels_last)
     if keras:
         opt, sched = KerasAdam(model.parameters(), args.learning_rate, iterations=start_step), None
+    elif plain:
+        opt, sched = torch.optim.Adam(model.parameters(), lr=args.learning_rate), None
     else:
         opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + ADAM_DECAY * step))
@@ -332,7 +346,7 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     bar = utils.progress(range(args.epochs), "train", unit="epoch")
     for _ in bar:
         model.train()
-        perm = tr if keras else tr[torch.randperm(len(tr), generator=gen).to(device)]
+        perm = tr if keras or plain else tr[torch.randperm(len(tr), generator=gen).to(device)]
         total = torch.zeros((), device=device)
         for i in range(0, len(perm), args.batch_size):
             idx = perm[i:i + args.batch_size]
@@ -408,11 +422,13 @@ def describe(args, config, pretrained, log):
         + f"; recipe {args.recipe}, batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, "
           f"seed {args.seed}"
         + (" (demo settings)" if args.demo else " (authors' settings unless given)"))
-    log("conv1/conv2: " + (f"pretrained from {args.pretrained} ({FORMATS[weights_format(args.pretrained)]}, "
-                           f"sha256 {config['pretrained']})" if pretrained else
-                           f"{'Keras he_normal' if args.recipe == 'keras' else 'port-style He-normal'} "
-                           "initialisation "
-                           "(no --pretrained file; the authors used ImageNet AlexNet)"))
+    init = {"keras": "Keras he_normal", "pytorch": "port-style He-normal", "plain": "torch's default"}[args.recipe]
+    if network.MODELS[args.model].pretrained:
+        log("conv1/conv2: " + (f"pretrained from {args.pretrained} ({FORMATS[weights_format(args.pretrained)]}, "
+                               f"sha256 {config['pretrained']})" if pretrained else
+                               f"{init} initialisation (no --pretrained file; the authors used ImageNet AlexNet)"))
+    else:
+        log(f"{init} initialisation")
 
 
 def plan(args, data):

@@ -962,3 +962,20 @@ def test_a_missing_middle_frame_gives_way_to_the_nearest(custom, tmp_path):
     assert s.table.apex[0] == 14 and os.path.isfile(s.table.apex_path[0])
     assert (f"{csv}: row 2: apex '/' is not a number (P1/clips/P1_happy@12, offset 15): "
             "middle frame 13 missing, frame 14 used") in s.notes
+
+
+def test_ststnet_stream_is_the_image_as_its_script_reads_it(demo, demo_export, tmp_path):
+    # O: the 28x28 image, not enlarged, in cv2.imread's BGR order (STSTNet's main.py); from frames
+    # the image --export writes (the float flow's, area-resized, min-max per channel)
+    images = os.path.join(demo_export, flowfiles.EXPORT["images"])
+    a, sa = flow_streams(os.path.join(demo_export, flowfiles.EXPORT["images_csv"]), images, tmp_path / "a", ["O"])
+    assert sa.x.shape[2:] == (28, 28, 3) and "O" in dl.stream_modes(a)
+    for k, path in enumerate(a.table.flow_path):
+        assert np.array_equal(sa.x[0, k], cv2.imread(path)), path
+    f = dl.read_samples(demo["sheet"], demo["root"], "CASME")
+    sf = dl.load_streams(f, demo["cache"], ["O"])
+    for k, (s, clip) in enumerate(zip(sf.subjects, sf.filenames)):
+        png = cv2.imread(os.path.join(images, f"casme2_{s}_{clip} .png"))
+        assert np.array_equal(sf.x[0, k], png), (s, clip)
+    with pytest.raises(datasets.DataError, match="one size"):
+        dl.load_streams(f, demo["cache"], ["O", "S"])

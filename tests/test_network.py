@@ -373,3 +373,16 @@ def test_the_docs_example_network_runs_through_every_script(demo, tmp_path):
             "--device", "cpu", "--json")
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)["prediction"] in summary["config"]["classes"]
+
+
+def test_ststnet_is_the_published_architecture():
+    m = build_model("STSTNet", 3)
+    # conv 3x3 of 3, 5, 8 filters (84 + 140 + 224), BatchNorm (32), linear 400 -> 3 (1,203)
+    assert count_parameters(m) == 1_683
+    assert [k for k in m.state_dict() if k.endswith("weight")] == [
+        "conv1.weight", "bn1.weight", "conv2.weight", "bn2.weight", "conv3.weight", "bn3.weight", "fc.weight"]
+    x = torch.randint(0, 256, (2, 3, 28, 28), dtype=torch.uint8)
+    assert m.eval()(x).shape == (2, 3)
+    net = MODELS["STSTNet"]
+    assert (net.modes, net.size, net.pretrained) == (("O",), 28, False)
+    assert net.defaults == dict(recipe="plain", batch_size=256, learning_rate=5e-5, epochs=800)

@@ -212,6 +212,19 @@ def test_bad_flow_files_name_the_file_and_the_fault(tmp_path, name, make, why):
     assert str(e.value).startswith(path) and why in str(e.value)
 
 
+def test_ststnet_stream_from_a_float_flow_and_from_an_enlarged_image():
+    rng = np.random.default_rng(0)
+    flow = rng.normal(0, 1, (227, 227, 2)).astype(np.float32)
+    o = pp.stream({"flow": flow}, "O")
+    assert o.shape == (28, 28, 3) and np.array_equal(o, pp.flow_image(flow)[..., ::-1])   # BGR
+    # an 8-bit image enlarged with nearest neighbours (what a flow-image cache holds) shrinks back exactly
+    img = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    big = cv2.resize(img, (227, 227), interpolation=pp.IMAGE_RESIZE)
+    feats = {"u": big[..., 0], "v": big[..., 1], "S": big[..., 2]}
+    assert np.array_equal(pp.stream(feats, "O"), img[..., ::-1])
+    assert pp.stream_size("O") == 28 and pp.stream_size("F") == 227
+
+
 def test_flow_image_is_ststnet_layout():
     # u grows to the right, v is constant but one column, strain from their derivatives: each
     # channel is min-max scaled on its own to exactly 0..255

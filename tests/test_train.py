@@ -332,12 +332,30 @@ def test_other_demo_dir_caches_apart(tmp_path, monkeypatch):
     (["--model", "SSSN", "--combination_mode", "add"], "SSSN fuses no streams"),
     (["--image_mode", "F", "X"], "--image_mode 'X' unknown"),
     (["--num_classes", "4"], "--num_classes 4 does not fit CASME"),
+    (["--model", "STSTNet", "--image_mode", "S"], "--image_mode S: STSTNet takes 28x28 streams (O); S is 227x227"),
+    (["--model", "STSTNet", "--pretrained", "partial.pt"], "--pretrained: STSTNet has no AlexNet conv1/conv2"),
+    (["--model", "DSSN", "--image_mode", "F", "O"], "--image_mode O: DSSN takes 227x227 streams (F S G)"),
     (["--subjects", "99"], "--subjects 99: not in the data"),
 ])
 def test_bad_flags_one_line(dataset, tmp_path, capsys, extra, message):
     assert run(dataset, tmp_path / "bad", *extra) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err, err
+
+
+def test_ststnet_trains_with_its_published_settings(dataset, tmp_path):
+    # a network's own training settings come from its declaration (STSTNet's main.py: Adam lr 5e-5,
+    # batch 256, 800 epochs, recipe plain); given flags and the demo's settings take precedence
+    a = train.resolve(train.parser().parse_args(["--device", "cpu", "--catego", "FLOWS", "--img_root", "x",
+                                                 "--model", "STSTNet"]))
+    assert (a.batch_size, a.learning_rate, a.epochs, a.recipe, a.image_mode) == (256, 5e-5, 800, "plain", ["O"])
+    assert train.resolve(train.parser().parse_args(["--device", "cpu", "--catego", "FLOWS", "--img_root", "x",
+                                                    "--model", "DSSN"])).recipe == "keras"
+    out = tmp_path / "stst"
+    assert run(dataset, out, "--model", "STSTNet", "--subjects", "01") == 0
+    cfg = runfolder.read_config(str(out))
+    assert (cfg["model"], cfg["image_mode"], cfg["recipe"]) == ("STSTNet", ["O"], "plain")
+    assert "STSTNet O, 2,485 parameters" in (out / "train.log").read_text()
 
 
 def test_three_stream_dssn_and_its_fusion_in_the_run_identity(dataset, tmp_path, capsys):
