@@ -5,12 +5,20 @@ with a paired bootstrap over subjects and McNemar's exact test; multi-seed folde
 
     python compare.py runs/casme_sssn runs/casme_dssn   # B - A with paired tests, one line a metric
     python compare.py RUN_A RUN_B --json diff.json      # also as JSON (every p-value under p_value)
+    python compare.py runs/megc_sssn their_predictions.csv   # a method run elsewhere, same samples
 
-The statistics are metrics.py's; the runs are read from their predictions.csv (runfolder.py).
+The statistics are metrics.py's; the runs are read from their predictions.csv (runfolder.py). Either
+side may instead be a predictions CSV written by another tool (read_csv): columns subject, clip
+(or filename), label, prediction [, onset], labels as class names or as the run's codes (0 = its
+first class, e.g. MEGC's 0 negative, 1 positive, 2 surprise), over the same samples as the run.
 """
 import argparse
 import json
+import os
+import re
 import sys
+
+import pandas as pd
 
 import datasets
 import metrics
@@ -29,10 +37,68 @@ def same_samples(a, b, name_a, name_b):
             only(x, y, n) for x, y, n in ((ia, ib, name_a), (ib, ia, name_b)) if x - y))
 
 
+def is_csv(path):
+    return str(path).lower().endswith(".csv") and os.path.isfile(path)
+
+
+def read_csv(path, config, run_pred, summary):
+    """A predictions CSV of another tool as load_runs gives a run (config, predictions, summary),
+    read against the run it is compared with (its config and predictions): its classes, and each
+    row's onset where the CSV gives none (a FLOWS or sheet sample is one per subject and clip)."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as e:
+        raise datasets.DataError(f"{path}: cannot read CSV ({type(e).__name__}: "
+                                 f"{(str(e).splitlines() or [''])[0]})") from None
+    df.columns = [c.strip().lower() for c in df.columns]
+    df = df.rename(columns={"filename": "clip"})
+    need = ["subject", "clip", "label", "prediction"]
+    if not set(need) <= set(df.columns):
+        raise datasets.DataError(f"{path}: expected columns {', '.join(need)} [, onset]; it has "
+                                 f"{', '.join(df.columns)}")
+    classes = config["classes"]
+    codes = {c: k for k, c in enumerate(classes)} | {str(k): k for k in range(len(classes))}
+    onsets = {}
+    for r in run_pred.itertuples():
+        onsets.setdefault((r.subject, r.filename), []).append(int(r.onset))
+    rows = []
+    for i, r in enumerate(df.to_dict("records")):
+        where = f"{path}: row {i + 2}"
+        key = (r["subject"].strip(), r["clip"].strip())
+        for k in ("label", "prediction"):
+            v = re.sub(r"\.0*$", "", r[k].strip())
+            if v.lower() not in codes and v not in codes:
+                raise datasets.DataError(f"{where}: {k} {r[k]!r} is neither a class of the run "
+                                         f"({', '.join(classes)}) nor its code 0..{len(classes) - 1}")
+            r[k] = codes.get(v, codes.get(v.lower()))
+        if r.get("onset", "").strip():
+            onset = int(float(r["onset"]))
+        elif len(onsets.get(key, [])) == 1:
+            onset = onsets[key][0]
+        else:
+            raise datasets.DataError(f"{where}: sample {key[0]}/{key[1]} is "
+                                     + ("not in the run" if key not in onsets else
+                                        "several samples of the run: give an onset column"))
+        rows.append(dict(subject=key[0], filename=key[1], onset=onset, label=r["label"],
+                         prediction=r["prediction"]))
+    pred = pd.DataFrame(rows)
+    pred["id"] = [datasets.sample_id(r) for r in rows]
+    if pred.id.duplicated().any():
+        raise datasets.DataError(f"{path}: sample {pred.id[pred.id.duplicated()].iloc[0]} is listed twice")
+    cfg = {"classes": classes, "seed": config["seed"], "predictions": os.path.abspath(path)}
+    return cfg, pred.sort_values("id", ignore_index=True), {"partial": False}
+
+
 def compare_runs(run_a, run_b):
     """Paired comparison of two run folders, seed by seed (matching seeds) for multi-seed ones,
     with the mean difference +- sd and a paired t-test over the seeds."""
-    A, B = runfolder.load_runs(run_a), runfolder.load_runs(run_b)
+    if is_csv(run_a) and is_csv(run_b):
+        raise datasets.DataError(f"{run_a}, {run_b}: at least one side is a run folder, whose classes and "
+                                 f"samples the CSV is read against")
+    A = None if is_csv(run_a) else runfolder.load_runs(run_a)
+    B = None if is_csv(run_b) else runfolder.load_runs(run_b)
+    A = A or {s: read_csv(run_a, *B[s]) for s in B}
+    B = B or {s: read_csv(run_b, *A[s]) for s in A}
     one = len(A) == len(B) == 1 and not (runfolder.seed_folders(run_a) or runfolder.seed_folders(run_b))
     if one:   # two ordinary run folders: paired whatever their seeds
         B = {next(iter(A)): next(iter(B.values()))}
@@ -118,8 +184,9 @@ def parser():
                                 "B - A of accuracy, UF1 and UAR with a paired bootstrap over subjects, and "
                                 "McNemar's exact test; multi-seed folders seed by seed, with a t-test over "
                                 "seeds.")
-    p.add_argument("run_a", metavar="RUN_A", help="a run folder (train.py --weight_save_path) or --seeds one")
-    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("run_a", metavar="RUN_A", help="a run folder (train.py --weight_save_path) or --seeds one, "
+                   "or a predictions CSV of another tool (subject, clip, label, prediction [, onset])")
+    p.add_argument("run_b", metavar="RUN_B", help="the same")
     p.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
     return p
 

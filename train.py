@@ -421,7 +421,8 @@ def describe(args, config, pretrained, log):
         + (" with bf16 autocast" if args.amp == "bf16" else "")
         + f"; recipe {args.recipe}, batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, "
           f"seed {args.seed}"
-        + (" (demo settings)" if args.demo else " (authors' settings unless given)"))
+        + (" (demo settings)" if args.demo else " (its publication's settings unless given)"
+           if network.MODELS[args.model].defaults else " (authors' settings unless given)"))
     init = {"keras": "Keras he_normal", "pytorch": "port-style He-normal", "plain": "torch's default"}[args.recipe]
     if network.MODELS[args.model].pretrained:
         log("conv1/conv2: " + (f"pretrained from {args.pretrained} ({FORMATS[weights_format(args.pretrained)]}, "

@@ -6,6 +6,7 @@ themselves are tested in tests/test_metrics.py; trained demo runs are compared i
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import ttest_1samp
 
@@ -102,3 +103,37 @@ def test_a_t_test_over_seeds_with_no_spread_is_undefined_not_p_0(tmp_path, capsy
     for row in rows:
         assert row[68:76].strip() == "-", row   # the p column: no p of 0
     assert "t-test undefined: every seed differs by the same amount (sd 0)" in out
+
+
+def test_a_predictions_csv_of_another_tool_is_compared_as_a_run(tmp_path, capsys):
+    # subject, clip, label, prediction by hand, as class names or as the run's codes: the same
+    # comparison as with the run folder that holds those predictions
+    rows = casme_sized(4, right=0.5)
+    better = [(s, l, l if k % 3 else p) for k, (s, l, p) in enumerate(rows)]
+    write_run(str(tmp_path / "a"), rows)
+    write_run(str(tmp_path / "b"), better)
+    classes = json.loads((tmp_path / "a" / "config.json").read_text())["classes"]
+    clip = {}
+    table = []
+    for s, l, p in better:   # write_run names a subject's samples EP00, EP01, ... in order
+        k = clip[s] = clip.get(s, -1) + 1
+        table.append(dict(subject=s, clip=f"EP{k:02d}", label=classes[l], prediction=classes[p]))
+    names, codes = tmp_path / "names.csv", tmp_path / "codes.csv"
+    pd.DataFrame(table).to_csv(names, index=False)
+    pd.DataFrame(table).assign(label=[l for _, l, _ in better], prediction=[p for _, _, p in better]) \
+        .to_csv(codes, index=False)
+    want = compare.compare_runs(str(tmp_path / "a"), str(tmp_path / "b"))
+    for csv in (names, codes):
+        got = compare.compare_runs(str(tmp_path / "a"), str(csv))
+        assert got["metrics"] == want["metrics"] and got["mcnemar"] == want["mcnemar"]
+    # the CSV on side A too, and bad CSVs in one line
+    assert compare.compare_runs(str(codes), str(tmp_path / "a"))["metrics"]["uf1"]["difference"] == \
+        pytest.approx(-want["metrics"]["uf1"]["difference"])
+    pd.DataFrame(table[1:]).to_csv(tmp_path / "fewer.csv", index=False)
+    pd.DataFrame(table).assign(label="joy").to_csv(tmp_path / "joy.csv", index=False)
+    capsys.readouterr()
+    for name, message in (("fewer.csv", "are not over the same samples: 1 only in"),
+                          ("joy.csv", "row 2: label 'joy' is neither a class of the run")):
+        assert compare.main([str(tmp_path / "a"), str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err, err
