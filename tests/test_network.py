@@ -375,14 +375,45 @@ def test_the_docs_example_network_runs_through_every_script(demo, tmp_path):
     assert json.loads(p.stdout)["prediction"] in summary["config"]["classes"]
 
 
+class PublishedSTSTNet(torch.nn.Module):
+    """STSTNet as christy1206/STSTNet main.py writes it: three branches, each its own layers."""
+
+    def __init__(self, classes=3):
+        super().__init__()
+        for k, n in enumerate((3, 5, 8), 1):
+            setattr(self, f"conv{k}", torch.nn.Conv2d(3, n, 3, padding=2))
+            setattr(self, f"bn{k}", torch.nn.BatchNorm2d(n))
+        self.fc = torch.nn.Linear(400, classes)
+
+    def forward(self, x):   # dropout left out: compared with ours in eval mode or with p = 0
+        b = [F.max_pool2d(getattr(self, f"bn{k}")(F.relu(getattr(self, f"conv{k}")(x))), 3, 3, padding=1)
+             for k in (1, 2, 3)]
+        return self.fc(F.avg_pool2d(torch.cat(b, 1), 2).flatten(1))
+
+
 def test_ststnet_is_the_published_architecture():
     m = build_model("STSTNet", 3)
     # conv 3x3 of 3, 5, 8 filters (84 + 140 + 224), BatchNorm (32), linear 400 -> 3 (1,203)
-    assert count_parameters(m) == 1_683
-    assert [k for k in m.state_dict() if k.endswith("weight")] == [
-        "conv1.weight", "bn1.weight", "conv2.weight", "bn2.weight", "conv3.weight", "bn3.weight", "fc.weight"]
-    x = torch.randint(0, 256, (2, 3, 28, 28), dtype=torch.uint8)
-    assert m.eval()(x).shape == (2, 3)
+    assert count_parameters(m) == 1_683 == count_parameters(PublishedSTSTNet())
+    torch.manual_seed(0)
+    ref = PublishedSTSTNet()
+    with torch.no_grad():   # BatchNorm's affine and running statistics away from their defaults
+        for k in (1, 2, 3):
+            bn = getattr(ref, f"bn{k}")
+            for t in (bn.weight, bn.bias, bn.running_mean):
+                t.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    m.load_state_dict(ref.state_dict())   # the published names load
+    x = torch.randint(0, 256, (6, 3, 28, 28), dtype=torch.uint8)
+    assert torch.allclose(m.eval()(x), ref.eval()(x.float()), atol=1e-5)
+    # training mode (batch statistics) and its gradients: the same function, dropout aside
+    m.dropout.p = 0.0
+    a, b = m.train()(x), ref.train()(x.float())
+    assert torch.allclose(a, b, atol=1e-4)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    assert torch.allclose(m.fc.weight.grad, ref.fc.weight.grad, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(m.conv.weight.grad[3:8], ref.conv2.weight.grad, rtol=1e-3, atol=1e-3)
     net = MODELS["STSTNet"]
     assert (net.modes, net.size, net.pretrained) == (("O",), 28, False)
     assert net.defaults == dict(recipe="plain", batch_size=256, learning_rate=5e-5, epochs=800)
