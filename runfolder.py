@@ -75,6 +75,8 @@ def run_config(args, samples):
     c["pretrained"] = "none" if args.pretrained == "none" else utils.sha256(args.pretrained)
     c["classes"] = samples.classes
     c["device_type"] = args.device.split(":")[0]
+    if c["device_type"] == "cuda":   # each changes a GPU's results; on CPU neither applies
+        c["tf32"], c["deterministic"] = args.tf32, args.deterministic
     c["samples"] = fingerprint(samples)
     c["folds"] = sorted(set(samples.table["subject" if args.protocol == "loso" else "dataset"]))
     return c

@@ -141,7 +141,7 @@ def resolve_amp(device, amp):
 def resolve(args):
     """Fill defaults that depend on the dataset (paper settings) or the demo."""
     # device and precision first: a request this machine cannot honour is refused before any work
-    args.device = flags.resolve_device(args.device)
+    args.device = flags.resolve_device(args.device, args.tf32, args.deterministic)
     args.amp = resolve_amp(args.device, args.amp)
     if args.path is None and args.img_root is None:
         import make_demo
@@ -193,11 +193,12 @@ def resolve(args):
 # ---------------------------------------------------------------------------------------------
 # the training loop (bench.py times it as it is)
 
-def setup_device(device):
-    """torch's settings for training on `device` (train.py and bench.py): on a GPU cuDNN picks
-    its fastest convolutions; on CPU the results are bit-identical run to run."""
+def setup_device(device, tf32=False, deterministic=False):
+    """torch's settings for training on `device` (train.py and bench.py): on a GPU fp32 is fp32
+    unless `tf32`, and cuDNN picks its fastest convolutions unless `deterministic`
+    (flags.cuda_numerics); on CPU the results are bit-identical run to run."""
     if device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
+        flags.cuda_numerics(tf32, deterministic)
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.utils.deterministic.fill_uninitialized_memory = False   # a debug aid, ~2 % of a step
@@ -213,9 +214,10 @@ def native_bf16(device):
     train.py and bench.py use. CPU: torch's own gate for oneDNN's bf16 kernels
     (torch.ops.mkldnn._is_mkldnn_bf16_supported: oneDNN's ISA detection, AVX-512 or newer), which
     reads CPUID and runs no bf16 instruction. Without it autocast falls back to emulated bf16
-    kernels, 10-100x slower than fp32 (docs/performance.md). CUDA: compute capability 8.0+."""
+    kernels, 10-100x slower than fp32 (docs/performance.md). CUDA: compute capability 8.0+, of
+    `device` itself (torch.cuda.is_bf16_supported answers for the current device)."""
     if device.startswith("cuda"):
-        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        ok = torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
         return ok, "" if ok else f"{device} has no native bf16 (needs compute capability 8.0 or newer)"
     try:
         ok = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -383,6 +385,8 @@ def describe(args, config, pretrained, log):
         + (f" fusion {args.combination_mode}" if args.model == "DSSN" else "")
         + f", {count_parameters(model):,} parameters, on {args.device}"
         + (" with bf16 autocast" if args.amp == "bf16" else "")
+        + ((", TF32" if args.tf32 else ", fp32 without TF32" if args.amp == "none" else "")
+           + (", deterministic" if args.deterministic else "") if args.device.startswith("cuda") else "")
         + f"; recipe {args.recipe}, batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, "
           f"seed {args.seed}"
         + (" (demo settings)" if args.demo else " (authors' settings unless given)"))
@@ -445,7 +449,7 @@ def main_run(args):
 def train_run(args, samples, config, pretrained, run, log):
     """The folds of this process into the run folder, then the summary if every fold is done."""
     data = load(args, samples, log)
-    setup_device(args.device)
+    setup_device(args.device, args.tf32, args.deterministic)
     streams = [torch.from_numpy(s).to(args.device) for s in data.x]   # the whole dataset, once, on the device
     y = torch.from_numpy(data.y).to(args.device)
     describe(args, config, pretrained, log)
