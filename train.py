@@ -422,17 +422,20 @@ def plan(args, data):
 
 
 def run_fold(args, run, what, held_out, train_idx, test_idx, start_step, data, classes, streams, y,
-             pretrained):
-    """Train and score one fold, write its fold file (and model); the fold file's dict."""
+             pretrained, config=None):
+    """Train and score one fold, write its fold file (and model); the fold file's dict. With
+    `config`, the folder must still have it when the fold is written (runfolder.check_config)."""
     t0 = time.time()
     epochs = []
     if args.recipe == "keras":
         train_idx = authors_order(train_idx, data.subjects)
     probs, losses, model = train_fold(streams, y, train_idx, test_idx, args, fold_seed(args.seed, held_out),
                                       pretrained, epoch_probs=epochs, start_step=start_step)
-    if args.save_weights:
-        utils.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"),
-                           lambda f: torch.save(model.state_dict(), f))
+    if config is not None:
+        runfolder.check_config(run, config)
+    if args.save_weights:   # on the CPU, as final.pt: a GPU's tensors would load only where there is one
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        utils.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"), lambda f: torch.save(state, f))
     return runfolder.write_fold(run, what, held_out, seconds=round(time.time() - t0, 2), train_loss=losses,
                                 rows=runfolder.prediction_rows(data, test_idx, probs, classes),
                                 optimizer_start_step=start_step,
@@ -454,7 +457,7 @@ def train_run(args, samples, config, pretrained, run, log):
     y = torch.from_numpy(data.y).to(args.device)
     describe(args, config, pretrained, log)
     if args.final:
-        return train_final(args, run, log, samples, data, streams, y, pretrained)
+        return train_final(args, run, log, samples, data, streams, y, pretrained, config)
     what, splits, mine, start = plan(args, data)
     # A fold file that cannot be read (cut short, zero-length) is not done: it is trained again, which
     # gives what it held (a fold depends only on the seed, its subject and the data, checked above).
@@ -468,7 +471,7 @@ def train_run(args, samples, config, pretrained, run, log):
         if os.path.exists(runfolder.fold_path(run, held_out)):
             log(f"{runfolder.fold_path(run, held_out)}: cannot be read, trained again")
         fold = run_fold(args, run, what, held_out, train_idx, test_idx, start[held_out], data,
-                        samples.classes, streams, y, pretrained)
+                        samples.classes, streams, y, pretrained, config)
         losses = fold["train_loss"]
         acc = np.mean([r["label"] == r["prediction"] for r in fold["rows"]])
         spent.append(fold["seconds"])
@@ -488,7 +491,7 @@ def train_run(args, samples, config, pretrained, run, log):
     return 0
 
 
-def train_final(args, run, log, samples, data, streams, y, pretrained):
+def train_final(args, run, log, samples, data, streams, y, pretrained, config=None):
     """One model on every sample, saved with all that predict.py needs to use it."""
     t0 = time.time()
     # Adam's counter starts at 0: no fold comes before this model (the authors trained none like it)
@@ -503,6 +506,8 @@ def train_final(args, run, log, samples, data, streams, y, pretrained):
                 train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())),
                 sample_ids=[dl.sample_id(r) for r in samples.table.to_dict("records")])
     path = os.path.join(run, "final.pt")
+    if config is not None:
+        runfolder.check_config(run, config)
     utils.atomic_write(path, lambda f: torch.save(ckpt, f))
     log(f"final model on all {len(data.y)} samples of {len(ckpt['subjects'])} subjects "
         f"(train loss {losses[0]:.3f} -> {losses[-1]:.3f}, {time.time() - t0:.1f}s): {path}; "

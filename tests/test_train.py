@@ -91,6 +91,47 @@ def test_cuda_runs_record_tf32_and_determinism_cpu_runs_do_not(dataset, monkeypa
         assert config["amp"] == "bf16"   # --amp auto on a GPU with native bf16
 
 
+def test_a_folder_with_nothing_trained_takes_new_settings(dataset, tmp_path, capsys, monkeypatch):
+    # A run that failed before its first fold (as bf16 on a GPU once did at its first backward)
+    # left config.json behind: the retry with other flags uses the folder.
+    out = tmp_path / "run"
+
+    def crash(*a, **k):
+        raise RuntimeError("Input type (float) and weight type (c10::BFloat16) should be the same")
+    with monkeypatch.context() as m:
+        m.setattr(train, "train_fold", crash)
+        with pytest.raises(RuntimeError):
+            run(dataset, out, "--subjects", "01", "--recipe", "pytorch")
+    assert json.loads((out / "config.json").read_text())["recipe"] == "pytorch" and not os.listdir(out / "folds")
+    capsys.readouterr()
+    assert run(dataset, out, "--subjects", "01", "--save_weights") == 0
+    assert (f"{out}: nothing trained in it yet, so it is set up again with this run's settings (it was made "
+            "with recipe='pytorch')") in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["recipe"] == "keras"
+    # the fold's weights load with torch's defaults on a machine without a GPU: CPU tensors
+    state = torch.load(out / "folds" / "01.pt", weights_only=True)
+    assert state.keys() == train.build_model("DSSN", 5).state_dict().keys()
+    assert all(v.device.type == "cpu" for v in state.values())
+    # once a fold is in it, other settings are refused as before
+    assert run(dataset, out, "--subjects", "02", "--recipe", "pytorch") == 2
+    assert "was made with recipe='keras'" in capsys.readouterr().err
+    # another process that sets the folder up again while this one trains its first fold: this
+    # fold is not written into a folder of other settings
+    race = tmp_path / "race"
+
+    def rival(streams, y, train_idx, test_idx, args, *a, **k):
+        config = json.loads((race / "config.json").read_text())
+        (race / "config.json").write_text(json.dumps(config | {"epochs": 9}))
+        return np.full((len(test_idx), 5), 0.2), [1.0], None
+    with monkeypatch.context() as m:
+        m.setattr(train, "train_fold", rival)
+        assert run(dataset, race, "--subjects", "01") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {race}/config.json was replaced by another run's settings while this one trained: "
+                   "its result is not written; use another --weight_save_path, or --new")
+    assert not os.listdir(race / "folds")
+
+
 def test_caches_are_valid_and_skipped_on_rerun(demo, capsys):
     files = sorted(os.path.join(r, f) for r, _, fs in os.walk(demo["cache"]) for f in fs)
     assert len(files) == 20 and all(f.endswith(".npz") for f in files)   # no temp files left
