@@ -92,7 +92,7 @@ def test_cuda_runs_record_tf32_and_determinism_cpu_runs_do_not(dataset, monkeypa
 
 
 def test_a_folder_with_nothing_trained_takes_new_settings(dataset, tmp_path, capsys, monkeypatch):
-    # A run that failed before its first fold (as bf16 on a GPU once did at its first backward)
+    # A run that failed before its first fold (here at its first backward, as a dtype error would)
     # left config.json behind: the retry with other flags uses the folder.
     out = tmp_path / "run"
 
