@@ -5,6 +5,7 @@ to the same machine's measured peak.
     python bench.py --json out.json      # under a minute on an idle 2-core CPU, ~4 on a busy one
     python bench.py --quick              # seconds (tests/test_bench.py)
     python bench.py --device cuda        # auto (default) picks cuda when there is one
+    python bench.py --device cuda --tf32 # fp32 work in TF32 (compute capability 8.0+)
 
 train   train.py's own loop, train.train_fold unchanged, on a synthetic fold of the real shapes
         held in memory as train.py holds it (uint8 NHWC tensors on the device); an epoch is timed
@@ -12,6 +13,7 @@ train   train.py's own loop, train.train_fold unchanged, on a synthetic fold of 
 infer   the trained model evaluated as train_fold evaluates it (no_grad, autocast, softmax).
 peak    the best repeat of a large matrix product, as torch.mm (MKL / cuBLAS) and as the same
         GEMM run as a 1x1 convolution (oneDNN / cuDNN, the libraries of the model's convolutions).
+        On a GPU the fp32 peak is plain fp32, TF32 off, as train.py trains (--tf32: a TF32 peak).
 prep    caches.build_caches (2 JPEGs, dlib alignment, TV-L1, features, .npz) on a tiny
         make_demo dataset, 1 worker process and one per core. Not FLOP-bound GEMM work: no ratio.
 FLOPs are counted by torch's FlopCounterMode (`flops`; a multiply-add is 2), for any network. bf16 rows run only where
@@ -118,6 +120,7 @@ def bench_model(name, amp, device, batch, n_train, epochs, sync, seed=0):
         + (["--combination_mode", fusion] if fusion else [])
     args = train.parser().parse_args(argv)
     args.learning_rate = train.PAPER["learning_rate"]
+    args.recipe = net.defaults.get("recipe", "keras")   # as train.py trains this network
     rng = np.random.default_rng(seed)
     streams = [torch.from_numpy(rng.integers(0, 256, (n_train + batch, net.size, net.size, 3), dtype=np.uint8))
                .to(device) for _ in net.modes]
@@ -190,10 +193,10 @@ def main(argv=None):
 
 
 def run(a):
-    device = flags.resolve_device(a.device)
+    device = flags.resolve_device(a.device, a.tf32, a.deterministic)
     cuda = device.startswith("cuda")
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
-    train.setup_device(device)   # as train.py runs
+    train.setup_device(device, a.tf32, a.deterministic)   # as train.py runs
     batch = a.batch or (8 if a.quick else 60)
     epochs = a.epochs or (2 if a.quick else 3)
     n_train = batch * (2 if a.quick else 4)   # 240 at batch 60, about a CASME II fold (237)
@@ -203,7 +206,8 @@ def run(a):
     res = dict(device=torch.cuda.get_device_name(device) if cuda else "cpu", cpu=cpu_name(),
                torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=utils.cpus(),
                batch=batch, train_samples=n_train, quick=a.quick, loadavg_start=os.getloadavg()[0],
-               bf16=bf16_ok, bf16_skipped=None if bf16_ok else bf16_why, models={}, peak={})
+               bf16=bf16_ok, bf16_skipped=None if bf16_ok else bf16_why, models={}, peak={},
+               tf32=a.tf32, deterministic=a.deterministic)
     print(f"bench: {res['device']} ({res['cpu']}), torch {res['torch']}, {res['threads']} threads, "
           f"batch {batch}, load average {res['loadavg_start']:.2f}", flush=True)
     counted = {}   # model name -> flops()
@@ -212,7 +216,9 @@ def run(a):
         print(f"bf16 skipped: {bf16_why}", flush=True)
     for prec, (dtype, amp) in precs.items():
         res["peak"][prec] = pk = peak_gflops(device, dtype, gemm_n, 3 if a.quick else 5, sync)
-        print(f"peak {prec}: {pk['peak']:.0f} GFLOP/s (matmul {pk['mm']:.0f}, "
+        # on a GPU the "fp32" figures say whether TF32 ran them (it is off unless --tf32)
+        tf32 = " (TF32 on: --tf32)" if a.tf32 else " (TF32 off)" if cuda and prec == "fp32" else ""
+        print(f"peak {prec}{tf32}: {pk['peak']:.0f} GFLOP/s (matmul {pk['mm']:.0f}, "
               f"as 1x1 conv {pk['conv1x1']:.0f})",
               flush=True)
         for name in a.models:

@@ -68,8 +68,12 @@ class _LRN(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, band, k, alpha, beta):
-        d = F.conv2d(x * x, band).mul_(alpha).add_(k)
-        r = d.pow(-beta)
+        # d and d^-beta in x's dtype whatever autocast does: CUDA autocast runs pow in fp32 (CPU
+        # autocast keeps it bf16; torch docs, torch.amp, CUDA ops that can autocast to float32), which
+        # would make the output, and so the gradient g, fp32 while the band of the backward's conv2d
+        # stays bf16. Both casts are no-ops without autocast and under CPU's.
+        d = F.conv2d(x * x, band).to(x.dtype).mul_(alpha).add_(k)
+        r = d.pow(-beta).to(x.dtype)
         ctx.save_for_backward(x, band, d, r)
         ctx.alpha, ctx.beta = alpha, beta
         return x * r

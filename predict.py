@@ -360,7 +360,9 @@ def report(out, extra, args):
 
 
 def run(args):
-    args.device = flags.resolve_device(args.device)
+    args.device = flags.resolve_device(args.device, args.tf32, args.deterministic)
+    if args.device.startswith("cuda"):
+        flags.cuda_numerics(args.tf32, args.deterministic)
     out, extra = predict(args.weights, args.onset, args.apex, args.video, args.onset_frame, args.apex_frame,
                          args.offset_frame, args.window, args.face, args.cam, args.cam_method, args.device)
     if args.json:

@@ -173,25 +173,39 @@ def tvl1_flow(onset_gray, apex_gray, method="ipol"):
 # program's flows (tests/data/ipol_tvl1). Vectorised over the pixels and a batch of pairs; runs
 # on the inputs' device.
 
-def _gaussian(x, sigma):
+def _gaussian(x, sigma, taps=None):
     """Separable Gaussian of (B, H, W), as the program's: int(5 sigma) taps each side of the
     centre, normalised to sum 1, and a mirror that skips the edge pixel on the left / top but
     repeats it on the right / bottom (the program's boundary; without that asymmetry the
-    flow differs by up to 0.5 px at those borders)."""
+    flow differs by up to 0.5 px at those borders). On CPU a convolution (oneDNN, fp32); on
+    other devices (`taps` None) a sum over the taps, elementwise fp32: cuDNN runs fp32
+    convolutions in TF32 by default on compute capability 8.0+ (torch docs, CUDA semantics,
+    TensorFloat-32), a process-wide setting, and TF32's 10-bit mantissa in this blur moves the flow
+    beyond its agreement with the program."""
     r = int(5 * sigma)
     i = torch.arange(-r, r + 1, dtype=torch.float64)
     k = torch.exp(-i * i / (2 * sigma * sigma))
     k = (k / k.sum()).to(x)
+    taps = x.device.type != "cpu" if taps is None else taps
 
     def mirror(n):
         j = torch.arange(-r, n + r)
         j = torch.where(j < 0, -j, torch.where(j >= n, 2 * n - 1 - j, j))
         return j.clamp(0, n - 1).to(x.device)   # clamp: images narrower than the kernel
 
+    def blur(x, dim):   # x mirrored along dim -> blurred along it
+        if not taps:
+            return F.conv2d(x, k.view(1, 1, -1, 1) if dim == 2 else k.view(1, 1, 1, -1))
+        n, w = x.shape[dim] - 2 * r, k.tolist()
+        out = x.narrow(dim, 0, n) * w[0]
+        for t in range(1, 2 * r + 1):
+            out.add_(x.narrow(dim, t, n), alpha=w[t])
+        return out
+
     x = x.index_select(2, mirror(x.shape[2]))
-    x = F.conv2d(x[:, None], k.view(1, 1, 1, -1))
+    x = blur(x[:, None], 3)
     x = x.index_select(2, mirror(x.shape[2]))
-    return F.conv2d(x, k.view(1, 1, -1, 1))[:, 0]
+    return blur(x, 2)[:, 0]
 
 
 def _keys_weights(t):
@@ -315,6 +329,11 @@ def tvl1_ipol(I0, I1, **params):
 
 
 def _tvl1_ipol(I0, I1, P):
+    with torch.autocast(I0.device.type, enabled=False):   # fp32 throughout, as the program, in any caller
+        return _tvl1_fp32(I0, I1, P)
+
+
+def _tvl1_fp32(I0, I1, P):
     I0, I1 = I0.float(), I1.float()
     if I0.shape != I1.shape or I0.ndim != 3:
         raise ValueError(f"tvl1_ipol needs two (B, H, W) batches of one shape, got {tuple(I0.shape)} "

@@ -77,6 +77,8 @@ def run_config(args, samples):
     c["pretrained"] = "none" if args.pretrained == "none" else utils.sha256(args.pretrained)
     c["classes"] = samples.classes
     c["device_type"] = args.device.split(":")[0]
+    if c["device_type"] == "cuda":   # each changes a GPU's results; on CPU neither applies
+        c["tf32"], c["deterministic"] = args.tf32, args.deterministic
     c["samples"] = fingerprint(samples)
     c["folds"] = sorted(set(samples.table["subject" if args.protocol == "loso" else "dataset"]))
     return c
@@ -87,6 +89,14 @@ def read_config(run):
         return json.load(f)
 
 
+def check_config(run, config):
+    """Before a fold (or final.pt) is written: its folder still has this run's config.json. Another
+    process may have set the folder up again (open_run) while this one trained its first fold."""
+    if read_config(run) != config:
+        raise datasets.DataError(f"{run}/config.json was replaced by another run's settings while this one trained: "
+                           f"its result is not written; use another --weight_save_path, or --new")
+
+
 def beside(run):
     """The first of run_2, run_3, ... that does not exist (--new)."""
     i = 2
@@ -95,11 +105,27 @@ def beside(run):
     return f"{run}_{i}"
 
 
+def trained(run):
+    """Whether a run folder holds anything trained: a fold file (readable or not), final.pt or a summary."""
+    folds = os.path.join(run, "folds")
+    return bool(os.path.isdir(folds) and os.listdir(folds)) or any(
+        os.path.exists(os.path.join(run, f)) for f in ("final.pt", "summary.json"))
+
+
 def open_run(run, config, new=False):
     """The run folder to train into: `run`, made with `config`, or resumed if its config.json is
-    the same; one line naming the first difference if it is not (with `new`, a folder beside it)."""
+    the same; one line naming the first difference if it is not (with `new`, a folder beside it).
+    A folder that holds nothing trained (its run stopped before its first fold, e.g. on an error)
+    takes the new config: no result of the old one is there to mix with."""
     if new and os.path.exists(run):
         run = beside(run)
+    if os.path.isfile(os.path.join(run, "config.json")) and read_config(run) != config and not trained(run):
+        old = read_config(run)
+        k = next(k for k in [*config, *old] if old.get(k) != config.get(k))
+        print(f"{run}: nothing trained in it yet, so it is set up again with this run's settings "
+              f"(it was made with " + ("other data" if k == "samples" else f"{k}={old.get(k)!r}") + ")",
+              flush=True)
+        os.remove(os.path.join(run, "config.json"))
     if os.path.isfile(os.path.join(run, "config.json")):
         old = read_config(run)
         for k in config:

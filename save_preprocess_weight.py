@@ -94,7 +94,9 @@ def show(samples, cache_dir, n, out, encoding="fixed", face="auto", flow="ipol")
         raise datasets.DataError(f"--show {n}: {failed[0][0]} cannot be preprocessed: {failed[0][1]}")
     row, path, settings, sources = next(caches.cache_jobs(one, cache_dir, encoding, face, flow))
     # a flow file (FLOWS) has no frames, and gives only the streams it holds (dl.stream_modes)
+    # O (STSTNet's 28x28 image) is made from these at load time, not held in the cache
     keys = ([] if row.get("flow_path") else ["onset", "apex"]) + ["u", "v", *dl.stream_modes(one)]
+    keys.remove("O")
     why = []
     c = caches.read_cache(path, settings, keys, sources, why)
     if c is None:

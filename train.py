@@ -176,7 +176,7 @@ def resolve_network(args, net):
 def resolve(args):
     """Fill defaults that depend on the dataset (paper settings) or the demo."""
     # device and precision first: a request this machine cannot honour is refused before any work
-    args.device = flags.resolve_device(args.device)
+    args.device = flags.resolve_device(args.device, args.tf32, args.deterministic)
     args.amp = resolve_amp(args.device, args.amp)
     if args.path is None and args.img_root is None:
         import make_demo
@@ -225,11 +225,12 @@ def resolve(args):
 # ---------------------------------------------------------------------------------------------
 # the training loop (bench.py times it as it is)
 
-def setup_device(device):
-    """torch's settings for training on `device` (train.py and bench.py): on a GPU cuDNN picks
-    its fastest convolutions; on CPU the results are bit-identical run to run."""
+def setup_device(device, tf32=False, deterministic=False):
+    """torch's settings for training on `device` (train.py and bench.py): on a GPU fp32 is fp32
+    unless `tf32`, and cuDNN picks its fastest convolutions unless `deterministic`
+    (flags.cuda_numerics); on CPU the results are bit-identical run to run."""
     if device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
+        flags.cuda_numerics(tf32, deterministic)
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.utils.deterministic.fill_uninitialized_memory = False   # a debug aid, ~2 % of a step
@@ -245,9 +246,10 @@ def native_bf16(device):
     train.py and bench.py use. CPU: torch's own gate for oneDNN's bf16 kernels
     (torch.ops.mkldnn._is_mkldnn_bf16_supported: oneDNN's ISA detection, AVX-512 or newer), which
     reads CPUID and runs no bf16 instruction. Without it autocast falls back to emulated bf16
-    kernels, 10-100x slower than fp32 (docs/performance.md). CUDA: compute capability 8.0+."""
+    kernels, 10-100x slower than fp32 (docs/performance.md). CUDA: compute capability 8.0+, of
+    `device` itself (torch.cuda.is_bf16_supported answers for the current device)."""
     if device.startswith("cuda"):
-        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        ok = torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
         return ok, "" if ok else f"{device} has no native bf16 (needs compute capability 8.0 or newer)"
     try:
         ok = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -322,7 +324,7 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     draws no random numbers, so training and the last epoch's scores are unchanged by it.
     Recipe keras: batches in train_idx's order every epoch, KerasAdam from `start_step`; plain:
     batches in train_idx's order, torch's Adam at a fixed lr; pytorch: shuffled, Adam with decay."""
-    recipe = getattr(args, "recipe", "keras")
+    recipe = getattr(args, "recipe", None) or "keras"
     device, keras, plain = args.device, recipe == "keras", recipe == "plain"
     torch.manual_seed(seed)
     model = build_model(args.model, args.num_classes, args.combination_mode,
@@ -419,6 +421,8 @@ def describe(args, config, pretrained, log):
         + (f" fusion {args.combination_mode}" if args.combination_mode else "")
         + f", {count_parameters(model):,} parameters, on {args.device}"
         + (" with bf16 autocast" if args.amp == "bf16" else "")
+        + ((", TF32" if args.tf32 else ", fp32 without TF32" if args.amp == "none" else "")
+           + (", deterministic" if args.deterministic else "") if args.device.startswith("cuda") else "")
         + f"; recipe {args.recipe}, batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, "
           f"seed {args.seed}"
         + (" (demo settings)" if args.demo else " (its publication's settings unless given)"
@@ -457,17 +461,20 @@ def plan(args, data):
 
 
 def run_fold(args, run, what, held_out, train_idx, test_idx, start_step, data, classes, streams, y,
-             pretrained):
-    """Train and score one fold, write its fold file (and model); the fold file's dict."""
+             pretrained, config=None):
+    """Train and score one fold, write its fold file (and model); the fold file's dict. With
+    `config`, the folder must still have it when the fold is written (runfolder.check_config)."""
     t0 = time.time()
     epochs = []
     if args.recipe == "keras":
         train_idx = authors_order(train_idx, data.subjects)
     probs, losses, model = train_fold(streams, y, train_idx, test_idx, args, fold_seed(args.seed, held_out),
                                       pretrained, epoch_probs=epochs, start_step=start_step)
-    if args.save_weights:
-        utils.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"),
-                           lambda f: torch.save(model.state_dict(), f))
+    if config is not None:
+        runfolder.check_config(run, config)
+    if args.save_weights:   # on the CPU, as final.pt: a GPU's tensors would load only where there is one
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        utils.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"), lambda f: torch.save(state, f))
     return runfolder.write_fold(run, what, held_out, seconds=round(time.time() - t0, 2), train_loss=losses,
                                 rows=runfolder.prediction_rows(data, test_idx, probs, classes),
                                 optimizer_start_step=start_step,
@@ -484,12 +491,12 @@ def main_run(args):
 def train_run(args, samples, config, pretrained, run, log):
     """The folds of this process into the run folder, then the summary if every fold is done."""
     data = load(args, samples, log)
-    setup_device(args.device)
+    setup_device(args.device, args.tf32, args.deterministic)
     streams = [torch.from_numpy(s).to(args.device) for s in data.x]   # the whole dataset, once, on the device
     y = torch.from_numpy(data.y).to(args.device)
     describe(args, config, pretrained, log)
     if args.final:
-        return train_final(args, run, log, samples, data, streams, y, pretrained)
+        return train_final(args, run, log, samples, data, streams, y, pretrained, config)
     what, splits, mine, start = plan(args, data)
     # A fold file that cannot be read (cut short, zero-length) is not done: it is trained again, which
     # gives what it held (a fold depends only on the seed, its subject and the data, checked above).
@@ -503,7 +510,7 @@ def train_run(args, samples, config, pretrained, run, log):
         if os.path.exists(runfolder.fold_path(run, held_out)):
             log(f"{runfolder.fold_path(run, held_out)}: cannot be read, trained again")
         fold = run_fold(args, run, what, held_out, train_idx, test_idx, start[held_out], data,
-                        samples.classes, streams, y, pretrained)
+                        samples.classes, streams, y, pretrained, config)
         losses = fold["train_loss"]
         acc = np.mean([r["label"] == r["prediction"] for r in fold["rows"]])
         spent.append(fold["seconds"])
@@ -523,7 +530,7 @@ def train_run(args, samples, config, pretrained, run, log):
     return 0
 
 
-def train_final(args, run, log, samples, data, streams, y, pretrained):
+def train_final(args, run, log, samples, data, streams, y, pretrained, config=None):
     """One model on every sample, saved with all that predict.py needs to use it."""
     t0 = time.time()
     # Adam's counter starts at 0: no fold comes before this model (the authors trained none like it)
@@ -538,6 +545,8 @@ def train_final(args, run, log, samples, data, streams, y, pretrained):
                 train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())),
                 sample_ids=[datasets.sample_id(r) for r in samples.table.to_dict("records")])
     path = os.path.join(run, "final.pt")
+    if config is not None:
+        runfolder.check_config(run, config)
     utils.atomic_write(path, lambda f: torch.save(ckpt, f))
     log(f"final model on all {len(data.y)} samples of {len(ckpt['subjects'])} subjects "
         f"(train loss {losses[0]:.3f} -> {losses[-1]:.3f}, {time.time() - t0:.1f}s): {path}; "

@@ -48,6 +48,18 @@ def built_once(tmp_path_factory, name, build):
     return path
 
 
+@pytest.fixture(autouse=True)
+def cpu_only(request, monkeypatch):
+    """Every test but those marked cuda (tests/test_cuda.py) sees no GPU in this process, so that
+    on a GPU machine the CPU suite still runs on the CPU, where runs repeat bit for bit (its
+    scripts are also given --device cpu: the shared builds below are made before this applies).
+    The environment is left alone: CUDA_VISIBLE_DEVICES would hide the GPU from the cuda tests of
+    this worker too, once CUDA initialised under it."""
+    if request.node.get_closest_marker("cuda") is None:
+        import torch
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """The synthetic CASME II demo (4 subjects, one clip of each class, 12 frames) and its caches,

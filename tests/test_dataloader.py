@@ -700,7 +700,7 @@ def test_flo_export_reads_back_into_the_very_streams(demo, demo_export, tmp_path
     for i, (label, k) in na.items():
         assert nb[i][0] == label
         assert np.array_equal(sa.x[:, k], sb.x[:, nb[i][1]]), i   # u, v, F, S and G, bit for bit
-    assert dl.stream_modes(b) == ["F", "S", "G"]
+    assert dl.stream_modes(b) == ["F", "S", "G", "O"]
 
 
 def test_composite_images_csv_and_per_fold_layout_give_the_same_images(demo_export, tmp_path):
@@ -711,7 +711,7 @@ def test_composite_images_csv_and_per_fold_layout_give_the_same_images(demo_expo
     a, sa = flow_streams(csv, [images, apex], tmp_path / "a", ["S", "G"])
     b, sb = flow_streams(None, os.path.join(demo_export, flowfiles.EXPORT["folds"]), tmp_path / "b", ["S"])
     assert a.classes == b.classes == ["negative", "positive", "surprise"]
-    assert dl.stream_modes(a) == ["S", "G"] and dl.stream_modes(b) == ["S"]
+    assert dl.stream_modes(a) == ["S", "G", "O"] and dl.stream_modes(b) == ["S", "O"]
     na, nb = named(a, sa), named(b, sb)
     assert na.keys() == nb.keys() and len(na) == 12   # 4 subjects x classes 0, 1, 2, each read once
     assert sum("codes 3" in n or "label '3'" in n for n in a.notes) == 4
@@ -757,9 +757,9 @@ def test_flow_bad_inputs_are_named_and_good_samples_kept(demo_export, tmp_path, 
     # the good ones are cached; their modes: the 8-bit image allows S only, one line says so
     ok = flowfiles.read_flows(str(tmp_path / "f.csv"), str(tmp_path))
     ok.table = ok.table[ok.table.flow_path.str.contains("good")].reset_index(drop=True)
-    assert dl.stream_modes(ok) == ["S"]
+    assert dl.stream_modes(ok) == ["S", "O"]
     with pytest.raises(datasets.DataError,
-                       match=r"--image_mode F: 8-bit flow images \(e.g. .*good.png\) .* gives S$"):
+                       match=r"--image_mode F: 8-bit flow images \(e.g. .*good.png\) .* gives S O$"):
         dl.load_streams(ok, str(tmp_path / "cache"), ["F"])
     assert dl.load_streams(ok, str(tmp_path / "cache"), ["S"]).x.shape == (1, 3, 227, 227, 3)
 

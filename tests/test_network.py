@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 import builders
 import dataloader as dl
+import network
 from network import (DSSN, IMAGENET_MEAN, LRN, MODELS, SSSN, Trunk, build_model, count_parameters, keras_he_normal_,
                      load_pretrained)
 
@@ -417,3 +418,87 @@ def test_ststnet_is_the_published_architecture():
     net = MODELS["STSTNet"]
     assert (net.modes, net.size, net.pretrained) == (("O",), 28, False)
     assert net.defaults == dict(recipe="plain", batch_size=256, learning_rate=5e-5, epochs=800)
+
+
+# CUDA autocast's float32 list (torch docs, "Automatic Mixed Precision package - torch.amp", CUDA Ops
+# that can autocast to float32). CPU autocast runs most of them in bf16, pow among them, so a
+# model that trains under CPU autocast can still fail under CUDA's.
+CUDA_FP32_OPS = {
+    "__pow__", "__rdiv__", "__rpow__", "__rtruediv__", "acos", "asin", "binary_cross_entropy_with_logits",
+    "cosh", "cosine_embedding_loss", "cdist", "cosine_similarity", "cross_entropy", "cumprod", "cumsum",
+    "dist", "erfinv", "exp", "expm1", "group_norm", "hinge_embedding_loss", "kl_div", "l1_loss",
+    "layer_norm", "log", "log_softmax", "log10", "log1p", "log2", "margin_ranking_loss", "mse_loss",
+    "multilabel_margin_loss", "multi_margin_loss", "nll_loss", "norm", "normalize", "pdist",
+    "poisson_nll_loss", "pow", "prod", "reciprocal", "rsqrt", "sinh", "smooth_l1_loss", "soft_margin_loss",
+    "softmax", "softmin", "softplus", "sum", "renorm", "tan", "triplet_margin_loss"}
+
+
+class CudaAutocastRules(torch.overrides.TorchFunctionMode):
+    """Under CPU autocast, runs the ops of CUDA autocast's float32 list in float32 as CUDA does
+    (floating tensor arguments cast to float32, float64 left alone): CUDA's dtypes on a CPU.
+    `seen` names the ops it cast."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in CUDA_FP32_OPS and torch.is_autocast_enabled("cpu"):
+            self.seen.add(name)
+            up = lambda a: a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() \
+                and a.dtype != torch.float64 else a
+            args, kwargs = tuple(up(a) for a in args), {k: up(v) for k, v in kwargs.items()}
+        return func(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def cpu_bf16_autocast():
+    """Skips where CPU bf16 autocast cannot run at all (it runs, emulated, on CPUs without native bf16)."""
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            F.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 1, 1)).sum().item()
+    except RuntimeError as e:
+        pytest.skip(f"CPU bf16 autocast does not run here: {e}")
+
+
+@pytest.mark.parametrize("model, mode", [(m, f) for m, d in MODELS.items() for f in d.fusions or (None,)])
+def test_a_bf16_training_step_under_cuda_autocast_rules(model, mode, cpu_bf16_autocast):
+    # train.py's own step (train_fold: forward, loss, backward, optimizer step, then scoring) of every
+    # model and fusion, with both recipes' losses, as CUDA autocast types each op
+    import argparse
+    import train
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    g = torch.Generator().manual_seed(0)
+    net = MODELS[model]
+    streams = [torch.randint(0, 256, (3, net.size, net.size, 3), dtype=torch.uint8, generator=g) for _ in net.modes]
+    has_lrn = any(isinstance(m, LRN) for m in build_model(model, 5, mode).modules())
+    y = torch.tensor([0, 3, 1])
+    steps = []
+
+    def check(optimizer, *_):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+        steps.append(all(gr.dtype == torch.float32 and torch.isfinite(gr).all() for gr in grads))
+    for recipe, loss_ops in (("keras", {"softmax", "log"}), ("pytorch", {"cross_entropy"}),
+                             ("plain", {"cross_entropy"})):
+        args = argparse.Namespace(model=model, num_classes=5, combination_mode=mode, recipe=recipe,
+                                  learning_rate=1e-3, batch_size=2, epochs=1, device="cpu", amp="bf16")
+        rules, hook = CudaAutocastRules(), register_optimizer_step_post_hook(check)
+        try:
+            with rules:
+                probs, losses, _ = train.train_fold(streams, y, np.arange(2), np.arange(2, 3), args, seed=0)
+        finally:
+            hook.remove()
+        want = loss_ops | ({"pow"} if has_lrn else set())   # the LRN's pow, the loss: typed as on CUDA
+        assert want <= rules.seen, rules.seen
+        assert np.isfinite(losses).all() and np.allclose(probs.sum(1), 1, atol=1e-3)
+    assert steps == [True] * 3   # one step a recipe, every gradient fp32 and finite
+
+
+def test_every_model_is_one_train_py_takes():
+    import train
+    choices = next(a.choices for a in train.parser()._actions if a.dest == "model")
+    assert list(choices) == list(network.MODELS)
+    for name, modes in network.MODELS.items():
+        assert type(network.build_model(name, 5)).__name__ == name

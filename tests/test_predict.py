@@ -27,7 +27,8 @@ def final(demo, once):
         sheet = builders.subset_sheet(demo, ["01", "02"], d / "sheet.csv")
         assert train.main(["--path", sheet, "--img_root", demo["root"], "--cache_dir", demo["cache"],
                            "--final", "--weight_save_path", str(d / "run"), "--epochs", "8",
-                           "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2"]) == 0
+                           "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2",
+                           "--device", "cpu"]) == 0
     d = once("predict", build)
     samples = dl.read_samples(str(d / "sheet.csv"), demo["root"], "CASME")
     return dict(weights=str(d / "run" / "final.pt"), cache=demo["cache"], samples=samples,

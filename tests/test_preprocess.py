@@ -235,3 +235,24 @@ def test_flow_image_is_ststnet_layout():
     assert (img.reshape(-1, 3).min(0) == 0).all() and (img.reshape(-1, 3).max(0) == 255).all()
     assert (np.diff(img[..., 0].astype(int), axis=1) >= 0).all()   # channel 0 is u
     assert img[0, 0, 1] == 0 and img[0, -1, 1] == 255             # channel 1 is v
+
+
+def test_ipol_flow_of_the_gpu_blur_and_under_autocast_matches_the_program(ipol_pairs, monkeypatch):
+    # Off the CPU the Gaussian is a sum over its taps (elementwise fp32, which no TF32 setting
+    # touches): on the CPU it is the convolution to 1e-6 and gives a flow within the same limits
+    # of the program. Under autocast the flow stays fp32: the same flow to the bit.
+    g = torch.from_numpy(np.stack([a for a, _, _ in ipol_pairs[:2]])).float()
+    for sigma in (0.8, 0.6 * 3 ** 0.5):   # the pre-smoothing and the pyramid's (zoom 0.5)
+        conv, taps = pp._gaussian(g, sigma), pp._gaussian(g, sigma, taps=True)
+        assert (taps - conv).abs().max() <= 1e-6 * conv.abs().max(), (taps - conv).abs().max()
+    pairs = [ipol_pairs[k] for k in (0, 3)]   # pair 0 has the largest error on the CPU
+    I0, I1 = (torch.from_numpy(np.stack([p[j] for p in pairs])) for j in (0, 1))
+    plain = pp.tvl1_ipol(I0, I1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(pp.tvl1_ipol(I0, I1), plain)
+    gaussian = pp._gaussian
+    monkeypatch.setattr(pp, "_gaussian", lambda x, sigma: gaussian(x, sigma, taps=True))
+    flow = pp.tvl1_ipol(I0, I1)
+    for k, (_, _, want) in enumerate(pairs):
+        epe = np.linalg.norm(flow[k].permute(1, 2, 0).numpy() - want, axis=2)
+        assert epe.mean() <= 3e-5 and epe.max() <= 0.03, (k, epe.mean(), epe.max())   # the CPU test's limits

@@ -40,9 +40,11 @@ def dataset(demo, once):
 
 
 def run(dataset, out, *extra, epochs=1):
+    # --device cpu: the tests compare runs bit for bit, which only CPU runs promise (tests/test_cuda.py
+    # has the GPU's)
     argv = ["--path", dataset["sheet"], "--img_root", dataset["root"], "--cache_dir", dataset["cache"],
             "--weight_save_path", str(out), "--epochs", str(epochs), "--batch_size", "4",
-            "--learning_rate", "1e-3", *extra]
+            "--learning_rate", "1e-3", "--device", "cpu", *extra]
     return train.main(argv)
 
 
@@ -50,7 +52,7 @@ def train_cmd(dataset, out):
     """train.py as a command line, with the same flags as run()."""
     return [sys.executable, "train.py", "--path", dataset["sheet"], "--img_root", dataset["root"],
             "--cache_dir", dataset["cache"], "--weight_save_path", str(out), "--epochs", "1",
-            "--batch_size", "4", "--learning_rate", "1e-3"]
+            "--batch_size", "4", "--learning_rate", "1e-3", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +62,74 @@ def whole(dataset, once):
     def build(d):
         assert run(dataset, d / "run") == 0
     return once("whole", build) / "run"
+
+
+def test_cpu_tests_train_on_the_cpu_where_cuda_is_available(dataset, tmp_path, monkeypatch):
+    from test_flags import fake_gpus
+    assert not torch.cuda.is_available()   # conftest's cpu_only, in every test not marked cuda
+    fake_gpus(monkeypatch, (9, 0))         # what torch answers on a machine with an H100
+    seen = []
+    monkeypatch.setattr(train, "main_run", lambda args: seen.append(args.device) or 0)
+    argv = ["--path", dataset["sheet"], "--img_root", dataset["root"], "--cache_dir", dataset["cache"]]
+    assert train.main(argv) == 0 and seen == ["cuda"]   # a script left to --device auto takes the GPU ...
+    assert run(dataset, tmp_path / "run") == 0 and seen[1:] == ["cpu"]   # ... the tests' runs do not
+    for cmd in (train_cmd(dataset, tmp_path / "run"), tiny()):   # nor their subprocesses and other layouts
+        assert cmd[cmd.index("--device") + 1] == "cpu"
+
+
+def test_cuda_runs_record_tf32_and_determinism_cpu_runs_do_not(dataset, monkeypatch):
+    from test_flags import fake_gpus
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)   # --deterministic sets it
+    argv = ["--path", dataset["sheet"], "--img_root", dataset["root"], "--cache_dir", dataset["cache"]]
+    cpu = train.read_data(train.resolve(train.parser().parse_args(argv + ["--device", "cpu"])))[1]
+    assert "tf32" not in cpu and "deterministic" not in cpu   # neither changes a CPU run
+    fake_gpus(monkeypatch, (9, 0))
+    for extra, want in (([], (False, False)), (["--tf32", "--deterministic"], (True, True))):
+        args = train.resolve(train.parser().parse_args(argv + extra))
+        config = train.read_data(args)[1]
+        assert config["device_type"] == "cuda" and (config["tf32"], config["deterministic"]) == want
+        assert config["amp"] == "bf16"   # --amp auto on a GPU with native bf16
+
+
+def test_a_folder_with_nothing_trained_takes_new_settings(dataset, tmp_path, capsys, monkeypatch):
+    # A run that failed before its first fold (here at its first backward, as a dtype error would)
+    # left config.json behind: the retry with other flags uses the folder.
+    out = tmp_path / "run"
+
+    def crash(*a, **k):
+        raise RuntimeError("Input type (float) and weight type (c10::BFloat16) should be the same")
+    with monkeypatch.context() as m:
+        m.setattr(train, "train_fold", crash)
+        with pytest.raises(RuntimeError):
+            run(dataset, out, "--subjects", "01", "--recipe", "pytorch")
+    assert json.loads((out / "config.json").read_text())["recipe"] == "pytorch" and not os.listdir(out / "folds")
+    capsys.readouterr()
+    assert run(dataset, out, "--subjects", "01", "--save_weights") == 0
+    assert (f"{out}: nothing trained in it yet, so it is set up again with this run's settings (it was made "
+            "with recipe='pytorch')") in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["recipe"] == "keras"
+    # the fold's weights load with torch's defaults on a machine without a GPU: CPU tensors
+    state = torch.load(out / "folds" / "01.pt", weights_only=True)
+    assert state.keys() == train.build_model("DSSN", 5).state_dict().keys()
+    assert all(v.device.type == "cpu" for v in state.values())
+    # once a fold is in it, other settings are refused as before
+    assert run(dataset, out, "--subjects", "02", "--recipe", "pytorch") == 2
+    assert "was made with recipe='keras'" in capsys.readouterr().err
+    # another process that sets the folder up again while this one trains its first fold: this
+    # fold is not written into a folder of other settings
+    race = tmp_path / "race"
+
+    def rival(streams, y, train_idx, test_idx, args, *a, **k):
+        config = json.loads((race / "config.json").read_text())
+        (race / "config.json").write_text(json.dumps(config | {"epochs": 9}))
+        return np.full((len(test_idx), 5), 0.2), [1.0], None
+    with monkeypatch.context() as m:
+        m.setattr(train, "train_fold", rival)
+        assert run(dataset, race, "--subjects", "01") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {race}/config.json was replaced by another run's settings while this one trained: "
+                   "its result is not written; use another --weight_save_path, or --new")
+    assert not os.listdir(race / "folds")
 
 
 def test_caches_are_valid_and_skipped_on_rerun(demo, capsys):
@@ -201,7 +271,7 @@ def test_an_unreadable_fold_file_is_named_not_counted_as_done(dataset, whole, tm
 def test_one_subject_ends_in_one_line(demo, tmp_path, capsys):
     sheet = builders.subset_sheet(demo, ["01"], tmp_path / "one.csv")
     assert train.main(["--path", sheet, "--img_root", demo["root"], "--cache_dir", demo["cache"],
-                       "--weight_save_path", str(tmp_path / "run"), "--epochs", "1"]) == 2
+                       "--weight_save_path", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("error: --protocol loso holds out one subject a fold and trains on the others: the data "
                    "has 1 subject (01)")
@@ -512,7 +582,7 @@ def test_train_stops_on_samples_it_cannot_preprocess(dataset, tmp_path, capsys):
     os.remove(sorted(victim.iterdir())[-1])   # the clip's last frame: its offset (and maybe apex)
     os.remove(sorted(victim.iterdir())[0])    # and its onset
     argv = ["--path", dataset["sheet"], "--img_root", str(root), "--cache_dir", str(tmp_path / "cache"),
-            "--weight_save_path", str(tmp_path / "run"), "--epochs", "1", "--workers", "1"]
+            "--weight_save_path", str(tmp_path / "run"), "--epochs", "1", "--workers", "1", "--device", "cpu"]
     assert train.main(argv) == 2
     cap = capsys.readouterr()
     assert f"02/{victim.name}" in cap.out and "frame not found" in cap.out
@@ -587,6 +657,14 @@ def test_bf16_where_it_is_not_native_is_refused_before_any_work(tmp_path, capsys
     assert not (tmp_path / "demo").exists() and not (tmp_path / "run").exists()   # nothing built or read
 
 
+def test_native_bf16_of_a_gpu_is_that_gpus(monkeypatch):
+    from test_flags import fake_gpus
+    fake_gpus(monkeypatch, (7, 5), (9, 0))   # a T4 as cuda:0 (the current device), an H100 as cuda:1
+    assert train.native_bf16("cuda:1") == (True, "") and not train.native_bf16("cuda:0")[0]
+    assert not train.native_bf16("cuda")[0]
+    assert train.resolve_amp("cuda:1", "auto") == "bf16" and train.resolve_amp("cuda:0", "auto") == "none"
+
+
 def test_native_bf16_answers_for_this_machine(cpu_native_bf16):
     ok, why = train.native_bf16("cpu")
     assert ok == cpu_native_bf16, (ok, why)   # what the CPU's feature flags say
@@ -612,7 +690,8 @@ def layouts(tmp_path_factory):
 
 
 def tiny(*extra, epochs=1):
-    return [*extra, "--epochs", str(epochs), "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2"]
+    return [*extra, "--epochs", str(epochs), "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2",
+            "--device", "cpu"]
 
 
 def test_casme3_preprocess_and_loso(layouts, capsys):
@@ -734,7 +813,7 @@ def test_flows_train_per_dataset_and_lodo_and_refuse_what_files_cannot_give(demo
     assert train.main(argv + ["--image_mode", "G", "--weight_save_path", str(tmp_path / "g")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --image_mode G: no apex face image") \
-        and err[0].endswith("this data gives S")
+        and err[0].endswith("this data gives S O")
     assert not (tmp_path / "cache").exists()   # refused before any preprocessing
     assert train.main(argv + ["--image_mode", "S", "--protocol", "lodo",
                               "--weight_save_path", str(tmp_path / "r")]) == 0

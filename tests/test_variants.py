@@ -28,7 +28,7 @@ def grid_run(demo, once):
     def argv(d):
         return ["--path", str(d / "sheet.csv"), "--img_root", demo["root"], "--cache_dir", demo["cache"],
                 "--epochs", "1", "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2",
-                "--out", str(d / "out")]
+                "--device", "cpu", "--out", str(d / "out")]
     narrow = ["--models", "SSSN", "DSSN", "--modes", "F", "G", "--fusions", "mul"]
 
     def build(d):
