@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+import builders
 import caches
 import dataloader as dl
 import datasets
@@ -195,3 +196,173 @@ def test_per_fold_layout_faults_are_named_and_its_subjects_give_the_datasets(dem
     with pytest.raises(datasets.DataError, match=r"x.csv: expected columns subject, clip, emotion, flow .* it has "
                                            r"subject, clip, label$"):
         dl.read_samples(str(tmp_path / "x.csv"), str(tmp_path), "FLOWS")
+
+
+# ---------------------------------------------------------------------------------------------
+# exporting into a folder that holds another export, or files of the user's
+
+def test_reexport_replaces_its_own_files_and_never_the_users(demo, tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["--csv_path", demo["sheet"], "--root", demo["root"], "--catego", "CASME", "--cache_dir", demo["cache"],
+            "--workers", "1", "--export", str(out), "--export_folds"]
+    files = lambda: sorted(os.path.relpath(os.path.join(r, n), out) for r, _, ns in os.walk(out) for n in ns)
+    # 5 classes: the composite's format refused in one line, flows.csv (class names) written
+    assert spw.main(base) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "not written" in line]
+    assert len(said) == 1 and said[0].endswith("export with --num_classes 3 (the composite's classes) for them")
+    assert len(pd.read_csv(out / "flows.csv")) == 20 and not (out / flowfiles.EXPORT["images"]).exists()
+    (out / "notes.txt").write_text("mine")
+    assert spw.main(base + ["--num_classes", "3"]) == 0
+    os.makedirs(out / flowfiles.EXPORT["folds"] / "casme2_01" / "u_test" / "1", exist_ok=True)
+    (out / flowfiles.EXPORT["folds"] / "casme2_01" / "u_test" / "1" / "mine.txt").write_text("mine")
+    # a subset: positive goes, and nothing of the earlier exports stays but the user's two files
+    assert spw.main(base + ["--num_classes", "3", "--classes", "negative", "surprise"]) == 0
+    capsys.readouterr()
+    manifest = json.loads((out / flowfiles.MANIFEST).read_text())["files"]
+    assert sorted(manifest + [flowfiles.MANIFEST, "notes.txt",
+                              os.path.join(flowfiles.EXPORT["folds"], "casme2_01", "u_test", "1", "mine.txt")]) \
+        == files()
+    csv = pd.read_csv(out / flowfiles.EXPORT["images_csv"])
+    assert len(csv) == len(pd.read_csv(out / "flows.csv")) == 12 and set(csv.label) == {0, 2}
+    assert len([f for f in files() if f.endswith(".flo")]) == 12
+    pngs = [f for f in files() if f.startswith(flowfiles.EXPORT["folds"]) and f.endswith(" .png")]
+    assert len(pngs) == 4 * 12 and len({(f.split(os.sep)[1], os.path.basename(f)) for f in pngs}) == 48   # once a fold
+    # no manifest: what is there cannot be told from the user's files, refused in one line
+    shutil.copytree(out, tmp_path / "copy")
+    os.remove(tmp_path / "copy" / flowfiles.MANIFEST)
+    at = lambda d: base[:-3] + ["--export", str(d)]
+    assert spw.main(at(tmp_path / "copy")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'copy'}: holds " in err[0] and "but no export_manifest.json" in err[0]
+    # a file of the user's where the export would write (a positive sample's image): refused, kept
+    s = dl.read_samples(demo["sheet"], demo["root"], "CASME", num_classes=3)
+    happy = s.table[(s.table.label == 1) & (s.table.subject == "01")].filename.iloc[0]
+    mine = out / flowfiles.EXPORT["images"] / f"casme2_01_{happy} .png"
+    mine.write_text("mine")
+    assert spw.main(base + ["--num_classes", "3"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {mine}: there already and not written by an export of "
+                                               f"this project (not in export_manifest.json): export into a new "
+                                               f"folder, or move it")
+    assert mine.read_text() == "mine" and len(pd.read_csv(out / "flows.csv")) == 12   # nothing written
+    # a manifest that names a file outside the export's own: refused, nothing removed
+    (out / flowfiles.MANIFEST).write_text(json.dumps({"files": ["../notes.txt", "flows.csv"]}))
+    assert spw.main(base) == 2
+    assert "lists '../notes.txt', which no export writes" in capsys.readouterr().err
+    assert (out / "notes.txt").exists() and (out / "flows.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# names: subjects and clips as one path component, never shared, text in pandas
+
+def write_flows(root, rows):
+    """A FLOWS CSV of small random .npy flows: rows of (subject, clip, emotion)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for k, (subject, clip, emotion) in enumerate(rows):
+        np.save(root / f"f{k}.npy", rng.normal(0, 1, (16, 16, 2)).astype(np.float32))
+        out.append(dict(subject=subject, clip=clip, emotion=emotion, flow=f"f{k}.npy"))
+    pd.DataFrame(out).to_csv(root / "flows_in.csv", index=False)
+    return str(root / "flows_in.csv")
+
+
+def test_odd_subject_names_train_to_their_summary_and_export_apart(tmp_path, capsys):
+    subjects = ["site1/P01", "a_b", "a/b"]
+    csv = write_flows(tmp_path, [(s, c, e) for s in subjects for c, e in (("01", "negative"), ("x", "surprise"))])
+    run = tmp_path / "run"
+    argv = tiny("--catego", "FLOWS", "--path", csv, "--img_root", str(tmp_path), "--cache_dir",
+                str(tmp_path / "cache"), "--model", "SSSN", "--image_mode", "F", "--weight_save_path", str(run))
+    assert train.main(argv) == 0
+    s = json.loads((run / "summary.json").read_text())
+    assert s["folds"] == 3 and s["samples"] == 6
+    assert sorted(os.listdir(run / "folds")) == sorted(["site1%2FP01.json", "a_b.json", "a%2Fb.json"])
+    assert all(os.path.dirname(runfolder.fold_path(str(run), h)) == str(run / "folds") for h in subjects)
+    assert train.main(argv) == 0   # every fold counted as finished: nothing trained again
+    assert capsys.readouterr().out.count("done earlier, kept") == 3
+    # exported: one folder per subject, the digit-only clip text in pandas, read back as they were
+    samples = dl.read_samples(csv, str(tmp_path), "FLOWS")
+    out = tmp_path / "out"
+    assert flowfiles.export(samples, str(tmp_path / "cache"), str(out), folds=True) == 6
+    assert sorted(os.listdir(out / "flo")) == sorted(["site1%2FP01", "a_b", "a%2Fb"])
+    comp = pd.read_csv(out / flowfiles.EXPORT["images_csv"])
+    assert sorted(set(comp.filename_o)) == ["clip_01", "x"] and all(isinstance(x, str) for x in comp["sub"])
+    assert sorted(os.listdir(out / flowfiles.EXPORT["folds"])) == sorted(["site1%2FP01", "a_b", "a%2Fb"])
+    back = dl.read_samples(str(out / "flows.csv"), str(out), "FLOWS")
+    assert sorted(zip(back.table.subject, back.table.filename, back.table.emotion)) == \
+        sorted(zip(samples.table.subject, samples.table.filename, samples.table.emotion))
+    # two samples that would share the composite's image name: refused before anything is written
+    clash = write_flows(tmp_path, [("a_b", "c", "negative"), ("a", "b_c", "surprise")])
+    with pytest.raises(datasets.DataError, match=r"^--export: samples a_b/c@0 and a/b_c@0 would both be written "
+                                                 r"as a_b_c: rename one of them \(subject or clip\)$"):
+        flowfiles.export(dl.read_samples(clash, str(tmp_path), "FLOWS"), str(tmp_path / "cache"),
+                         str(tmp_path / "out2"))
+    assert not (tmp_path / "out2").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# a composite's export read back in every layout: subjects, clips, classes and datasets
+
+def test_composite_export_reads_back_its_datasets_in_every_layout(demo, tmp_path):
+    # The demo's 3-class samples as a composite of three datasets (subjects prefixed as
+    # dataloader.read_samples prefixes them), over copies of their caches under those names
+    s = dl.read_samples(demo["sheet"], demo["root"], "CASME", num_classes=3)
+    parts = {"01": ("CASME", "casme2_01"), "02": ("CASME", "casme2_02"), "03": ("SAMM", "samm_003"),
+             "04": ("SMIC", "smic_s4")}
+    for old, (_, new) in parts.items():
+        src = builders.cache_folder(demo["cache"], old)
+        shutil.copytree(src, tmp_path / "cache" / src.parent.name / new)
+    t = s.table.assign(dataset=[parts[x][0] for x in s.table.subject],
+                       subject=[parts[x][1] for x in s.table.subject])
+    comp = datasets.Samples(t, s.classes, "COMPOSITE", [])
+    out = tmp_path / "out"
+    assert flowfiles.export(comp, str(tmp_path / "cache"), str(out), folds=True) == 16
+    want = sorted(zip(t.subject, t.filename, t.emotion.map(dict(zip(t.emotion, [s.classes[k] for k in t.label]))),
+                      t.dataset.map({"CASME": "casme2", "SAMM": "samm", "SMIC": "smic"})))
+    for csv, root in ((out / "flows.csv", out),
+                      (out / flowfiles.EXPORT["images_csv"], out / flowfiles.EXPORT["images"]),
+                      (None, out / flowfiles.EXPORT["folds"])):
+        back = dl.read_samples(csv and str(csv), str(root), "FLOWS")
+        got = sorted(zip(back.table.subject, back.table.filename,
+                         [back.classes[k] for k in back.table.label], back.table.dataset))
+        assert got == want, csv
+        assert [d for d, _, _ in dl.lodo_splits(back.table.dataset)] == ["casme2", "samm", "smic"]
+    # per-dataset scores and --protocol lodo on the per-fold layout read back
+    run = tmp_path / "lodo"
+    assert train.main(tiny("--catego", "FLOWS", "--img_root", str(out / flowfiles.EXPORT["folds"]),
+                           "--cache_dir", str(tmp_path / "c2"), "--model", "SSSN", "--image_mode", "S",
+                           "--protocol", "lodo", "--weight_save_path", str(run))) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert {k: v["n"] for k, v in summary["per_dataset"].items()} == {"casme2": 8, "samm": 4, "smic": 4}
+
+
+# ---------------------------------------------------------------------------------------------
+# a model trained on the composite's 8-bit images predicts a new clip from its frames
+
+def test_model_of_composite_images_predicts_a_clip_with_its_cam(demo, demo_export3, tmp_path):
+    csv = os.path.join(demo_export3, flowfiles.EXPORT["images_csv"])
+    roots = [os.path.join(demo_export3, flowfiles.EXPORT[k]) for k in ("images", "apex")]
+    cache, run = str(tmp_path / "cache"), tmp_path / "final"
+    assert train.main(tiny("--catego", "FLOWS", "--path", csv, "--img_root", *roots, "--cache_dir", cache,
+                           "--model", "DSSN", "--image_mode", "S", "G", "--final",
+                           "--weight_save_path", str(run))) == 0
+    weights = str(run / "final.pt")
+    ckpt = torch.load(weights, weights_only=True)
+    assert ckpt["preprocess"] == {"image": pp.file_settings("image", "fixed")}   # what the streams were
+    flows = dl.read_samples(csv, roots, "FLOWS")
+    data = dl.load_streams(flows, cache, ["S", "G"])
+    where = {(sub, f): i for i, (sub, f) in enumerate(zip(data.subjects, data.filenames))}
+    s = dl.read_samples(demo["sheet"], demo["root"], "CASME", num_classes=3)
+    for row in s.table[s.table.subject == "01"].itertuples():
+        out, extra = predict.predict(weights, onset=row.onset_path, apex=row.apex_path,
+                                     cam=str(tmp_path / "cam.png"))
+        # the new clip's frames made into the very streams the model was trained on
+        i = where[(f"casme2_{row.subject}", row.filename)]
+        xs = predict.streams(extra["feats"], ckpt["image_mode"])
+        assert all(torch.equal(x, torch.from_numpy(data.x[k, i:i + 1]).permute(0, 3, 1, 2))
+                   for k, x in enumerate(xs)), row.filename
+        assert "F" not in extra["feats"] and out["prediction"] in ["negative", "positive", "surprise"]
+        assert len(extra["cams"]) == 2 and os.path.getsize(tmp_path / "cam.png") > 0
+    # a model of two kinds of flow file: no new clip can be made into both
+    ckpt["preprocess"]["float"] = pp.file_settings("float", "fixed")
+    torch.save(ckpt, tmp_path / "mixed.pt")
+    with pytest.raises(predict.PredictError, match="trained on flow files of several kinds"):
+        predict.predict(str(tmp_path / "mixed.pt"), onset=row.onset_path, apex=row.apex_path)
