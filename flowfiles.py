@@ -278,9 +278,10 @@ def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", 
             continue
         dataset = DATASETS[row["dataset"]]["prefix"] if row["dataset"] in DATASETS else row["dataset"]
         subject = _name(row["subject"], dataset)
-        clip = _name(row["filename"], "clip") + (f"_{row['onset']}" if dup else "")
+        onset = f"_{row['onset']}" if dup else ""
+        clip = _name(row["filename"], "clip") + onset
         e = dict(row=row, path=path, settings=settings, sources=sources, dataset=dataset, subject=subject,
-                 clip=clip, name=f"{subject}_{clip}", csv_clip=str(row["filename"]) + (f"_{row['onset']}" if dup else ""),
+                 clip=clip, name=f"{subject}_{clip}", csv_clip=str(row["filename"]) + onset,
                  flo=os.path.join(EXPORT["flo"], subject, f"{clip}.flo"))
         # a subject a_b with clip c and a subject a with clip b_c would share a composite image
         for key in [("flo", e["flo"]), ("csv", str(row["subject"]), e["csv_clip"])] + \
@@ -290,7 +291,8 @@ def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", 
                                 f"as {key[-1]}: rename one of them (subject or clip)")
             owners[key] = sample_id(row)
         plan.append(e)
-    planned = [p for e in plan for p in (e["flo"], os.path.join(EXPORT["flo"], e["subject"], f"{e['clip']}_apex.png"))]
+    planned = [p for e in plan
+               for p in (e["flo"], os.path.join(EXPORT["flo"], e["subject"], f"{e['clip']}_apex.png"))]
     if refused is None:
         planned += [os.path.join(EXPORT[k], f"{e['name']}{s}") for e in plan
                     for k, s in (("images", " .png"), ("apex", ".png"))]
@@ -300,13 +302,17 @@ def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", 
                     for held in sorted({e["subject"] for e in plan}) for e in plan] if folds else []
     planned += [EXPORT["csv"]]
     previous = _previous_export(out)
-    clash = [p for p in planned if os.path.lexists(os.path.join(out, p)) and p not in set(previous)]
+    ours = set(previous)
+    clash = [p for p in planned if p not in ours and os.path.lexists(os.path.join(out, p))]
     if clash:
         raise DataError(f"{os.path.join(out, clash[0])}: there already and not written by an export of this "
                         f"project (not in {MANIFEST}): export into a new folder, or move it")
     _replace_previous(out, previous, planned)
     rows, written, no_flow = [], [], []
-    write = lambda rel, data: (utils.atomic_write(os.path.join(out, rel), lambda f: f.write(data)), written.append(rel))
+
+    def write(rel, data):
+        utils.atomic_write(os.path.join(out, rel), lambda f: f.write(data))
+        written.append(rel)
     for e in plan:
         row = e["row"]
         c = caches.read_cache(e["path"], e["settings"], ["flow"], e["sources"])

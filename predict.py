@@ -148,9 +148,14 @@ def flow_files(ckpt, path):
         raise PredictError(f"{path}: trained on flow files of several kinds ({', '.join(trained)}): a new clip "
                            f"can be made into one only; train on one kind of flow file")
     s = files[0]
-    if s != json.loads(json.dumps(pp.file_settings(s["kind"], s.get("encoding")))):
+    want = json.loads(json.dumps(pp.file_settings(s["kind"], s.get("encoding"))))
+    if {k: s.get(k) for k in want} != want:
         print("warning: the model was trained on flow files read with other settings than this "
               "preprocess.py's: predictions may be off", file=sys.stderr)
+    sizes = s.get("image_size", [[pp.STSTNET_SIZE] * 2]) if s["kind"] == "image" else [[0, 0]]
+    if len(sizes) != 1 or sizes[0][0] != sizes[0][1]:
+        raise PredictError(f"{path}: trained on 8-bit flow images of sizes {', '.join(f'{h}x{w}' for h, w in sizes)}"
+                           f": a new clip's flow image is made at one square size; train on images of one")
     return s
 
 
@@ -348,7 +353,8 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
         on, ap, info, name = pp.read_image(onset), pp.read_image(apex), {}, onset
     feats = pp.features(on, ap, face=face, encoding=encoding, onset_name=name, flow=flow)
     if files is not None and files["kind"] == "image":
-        feats = {k: v for k, v in feats.items() if k != "F"} | pp.image_features(pp.flow_image(feats["flow"]))
+        side = files.get("image_size", [[pp.STSTNET_SIZE] * 2])[0][0]
+        feats = {k: v for k, v in feats.items() if k != "F"} | pp.image_features(pp.flow_image(feats["flow"], side))
     probs, cams = run_model(model, streams(feats, ckpt["image_mode"], device), cam_method if cam else None,
                             net.cam(model) if cam else ())
     classes = ckpt["classes"]

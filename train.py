@@ -514,7 +514,12 @@ def input_settings(samples, args):
     a flow that was not computed here."""
     t = samples.table
     if "flow_kind" in t:
-        return {k: pp.file_settings(k, args.encoding) for k in sorted(set(t.flow_kind))}
+        out = {k: pp.file_settings(k, args.encoding) for k in sorted(set(t.flow_kind))}
+        if "image" in out:   # the side a new clip's flow image is made at (the composite's: 28)
+            sizes = {pp.read_flow(f)[1].shape[:2] for f in t.flow_path[t.flow_kind == "image"]}
+            out["image"] |= dict(scaling="u, v, strain min-max scaled per image and channel",
+                                 image_size=sorted(map(list, sizes)))
+        return out
     faces = sorted(set(t.face)) if args.face == "auto" else [args.face]
     return {f: pp.settings(f, args.encoding, args.flow) for f in faces}
 

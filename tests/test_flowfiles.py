@@ -346,7 +346,8 @@ def test_model_of_composite_images_predicts_a_clip_with_its_cam(demo, demo_expor
                            "--weight_save_path", str(run))) == 0
     weights = str(run / "final.pt")
     ckpt = torch.load(weights, weights_only=True)
-    assert ckpt["preprocess"] == {"image": pp.file_settings("image", "fixed")}   # what the streams were
+    assert ckpt["preprocess"] == {"image": pp.file_settings("image", "fixed") | dict(   # what the streams were
+        scaling="u, v, strain min-max scaled per image and channel", image_size=[[28, 28]])}
     flows = dl.read_samples(csv, roots, "FLOWS")
     data = dl.load_streams(flows, cache, ["S", "G"])
     where = {(sub, f): i for i, (sub, f) in enumerate(zip(data.subjects, data.filenames))}
@@ -362,6 +363,11 @@ def test_model_of_composite_images_predicts_a_clip_with_its_cam(demo, demo_expor
         assert "F" not in extra["feats"] and out["prediction"] in ["negative", "positive", "surprise"]
         assert len(extra["cams"]) == 2 and os.path.getsize(tmp_path / "cam.png") > 0
     # a model of two kinds of flow file: no new clip can be made into both
+    ckpt["preprocess"]["image"]["image_size"] = [[28, 28], [64, 64]]
+    torch.save(ckpt, tmp_path / "sizes.pt")
+    with pytest.raises(predict.PredictError, match=r"sizes.pt: trained on 8-bit flow images of sizes 28x28, "
+                                                   r"64x64: a new clip's flow image is made at one square size"):
+        predict.predict(str(tmp_path / "sizes.pt"), onset=row.onset_path, apex=row.apex_path)
     ckpt["preprocess"]["float"] = pp.file_settings("float", "fixed")
     torch.save(ckpt, tmp_path / "mixed.pt")
     with pytest.raises(predict.PredictError, match="trained on flow files of several kinds"):
