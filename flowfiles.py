@@ -11,6 +11,8 @@ those same forms for other tools (STSTNet, HTNet, CausalNet).
 docs/flows.md describes the formats.
 """
 import collections
+import io
+import json
 import os
 import re
 
@@ -24,10 +26,15 @@ import utils
 
 def _flow_dataset(subject):
     """The part of the composite's per-fold layout a subject belongs to, by the composite's subject
-    naming (sub01 CASME II, 006 SAMM, s01 SMIC); "flows" for any other name."""
+    naming (sub01 CASME II, 006 SAMM, s01 SMIC) or by the dataset prefix this project's export
+    gives a composite's subjects (casme2_01, samm_006, smic_s1, casme3_spNO.1: the DATASETS
+    prefixes); "flows" for any other name."""
     for rx, name in DATASETS["FLOWS"]["subject_datasets"].items():
         if re.fullmatch(rx, subject):
             return name
+    for spec in DATASETS.values():
+        if spec.get("prefix") and spec.get("classes") and subject.startswith(spec["prefix"] + "_"):
+            return spec["prefix"]
     return "flows"
 
 
@@ -155,14 +162,89 @@ def read_flows(csv_path, root, catego="FLOWS", num_classes=None, classes=None):
 # ---------------------------------------------------------------------------------------------
 # the writer: this project's flow in the forms read above, for other tools
 
+# The composite's folder names are HTNet's (`datasets/` of wangzhifengharrison/HTNet): its
+# main_HTNet.py reads the apex faces from combined_datasets_whole/ and the per-fold images from
+# three_norm_u_v_os/ (STSTNet's main.py reads the same layout as norm_u_v_os/: docs/flows.md).
 EXPORT = dict(flo="flo", csv="flows.csv", images="STSNet_whole_norm_u_v_os",
-              images_csv="combined_3_class2_for_optical_flow.csv", apex="apex_images",
+              images_csv="combined_3_class2_for_optical_flow.csv", apex="combined_datasets_whole",
               folds="three_norm_u_v_os")
+# What an export wrote, so that the next export into the same folder replaces exactly those files
+MANIFEST = "export_manifest.json"
+# MEGC 2019's label codes by class name (0 negative, 1 positive, 2 surprise): what the composite's
+# CSV and per-fold label folders hold, and what STSTNet's, HTNet's and CausalNet's scripts score
+MEGC_CODES = {name: int(code) for code, name in DATASETS["FLOWS"]["composite"]["codes"].items()}
 
 
-def _name(text):
-    """A path component from a subject or clip name (CUSTOM clips may be paths)."""
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in str(text)).strip(".") or "_"
+def _name(text, prefix):
+    """One path component from a subject or clip name, never shared by two names (caches.path_part
+    percent-encodes separators and all but letters, digits, `.`, `_`, `-`), that pandas reads back
+    as that text: a name pandas would read as a number, a boolean or a missing value (CASME II's
+    subject 01 -> 1, which the other tools' scripts then miss) gets `prefix_` before it."""
+    name = caches.path_part(text)
+    read = pd.read_csv(io.StringIO(f"x\n{name}\n")).x
+    return name if isinstance(read[0], str) and read[0] == name else f"{prefix}_{name}"
+
+
+def _previous_export(out):
+    """The files (relative to out) that an earlier export listed in out/MANIFEST; [] for a folder
+    without one. A folder that holds the export's files or folders but no manifest is refused:
+    what is there cannot be told from files of the user's."""
+    path = os.path.join(out, MANIFEST)
+    ours = set(EXPORT.values())
+    if not os.path.exists(path):
+        there = sorted(ours & set(os.listdir(out))) if os.path.isdir(out) else []
+        if there:
+            raise DataError(f"{out}: holds {', '.join(there)} but no {MANIFEST}, so what an export wrote "
+                            f"there cannot be told from other files: export into a new folder, or remove them")
+        return []
+    try:
+        with open(path, "rb") as f:
+            files = json.loads(f.read())["files"]   # JSON: reading it runs nothing
+        if not isinstance(files, list) or not all(isinstance(p, str) for p in files):
+            raise ValueError("files is not a list of paths")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: cannot read the manifest of an earlier export ({type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0]}): export into a new folder") from None
+    for p in files:
+        parts = os.path.normpath(p).split(os.sep)
+        if os.path.isabs(p) or ".." in parts or parts[0] not in ours:
+            raise DataError(f"{path}: lists {p!r}, which no export writes: export into a new folder")
+    return files
+
+
+def _replace_previous(out, previous, planned):
+    """Before writing: the manifest lists the earlier export's files and this one's (so a run cut
+    short leaves none unlisted), then the earlier files are removed with the folders they leave
+    empty. Nothing else is touched."""
+    _write_manifest(out, sorted(set(previous) | set(planned)))
+    folders = set()
+    for p in previous:
+        full = os.path.join(out, p)
+        if os.path.isfile(full) or os.path.islink(full):
+            os.remove(full)
+        while os.path.dirname(p):
+            p = os.path.dirname(p)
+            folders.add(p)
+    for p in sorted(folders, key=lambda f: -f.count(os.sep)):   # deepest first
+        try:
+            os.rmdir(os.path.join(out, p))
+        except OSError:   # not empty: it holds other files
+            pass
+
+
+def _write_manifest(out, files):
+    text = json.dumps({"written_by": "save_preprocess_weight.py --export", "files": files}, indent=0)
+    utils.atomic_write(os.path.join(out, MANIFEST), lambda f: f.write(text.encode()))
+
+
+def composite_refusal(classes):
+    """Why the composite's format cannot hold this class set (None if it can): its labels are
+    MEGC 2019's codes, given by class name."""
+    if all(c in MEGC_CODES for c in classes):
+        return None
+    return (f"its labels are MEGC 2019's 0 negative, 1 positive, 2 surprise, and the {len(classes)}-class set "
+            f"({', '.join(classes)}) does not map onto them: export with --num_classes 3 (the composite's "
+            f"classes) for them")
 
 
 def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", folds=False, skip=()):
@@ -170,70 +252,116 @@ def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", 
     the forms other tools read (EXPORT names the files):
     - flo/<subject>/<clip>.flo (Middlebury, u and v in pixels: what the IPOL program writes) and
       <clip>_apex.png (the aligned apex crop, lossless), listed in flows.csv (subject, clip,
-      emotion, flow, apex_image, dataset; paths relative to `out`, so --catego FLOWS --csv_path
-      out/flows.csv --root out reads them back into the same streams);
-    - STSNet_whole_norm_u_v_os/<subject>_<clip> .png (a subject of digits only is named
-      <dataset>_<subject>): STSTNet's 28x28 (u, v, strain) images (RGB,
-      min-max per channel; the space before .png is theirs), apex_images/<subject>_<clip>.png and
-      the label CSV with the MEGC 2019 composite's columns (label = class index), so that STSTNet's,
-      HTNet's and CausalNet's scripts run on them unchanged; with `folds` also their per-fold layout
-      three_norm_u_v_os/<subject>/u_test|u_train/<label>/.
+      emotion, flow, apex_image, dataset: the samples' own subjects, clips and class names; paths
+      relative to `out`, so --catego FLOWS --csv_path out/flows.csv --root out reads them back
+      into the same streams);
+    - where the class set maps onto MEGC 2019's (composite_refusal), the composite's format:
+      STSNet_whole_norm_u_v_os/<subject>_<clip> .png, STSTNet's 28x28 (u, v, strain) images
+      (stored RGB, min-max per channel; the space before .png is theirs),
+      combined_datasets_whole/<subject>_<clip>.png (the apex faces) and the label CSV with the
+      composite's columns and label codes; with `folds` also the per-fold layout
+      three_norm_u_v_os/<subject>/u_test|u_train/<code>/. Subjects and clips are named by _name;
+      a composite's subjects keep their dataset prefix (casme2_01), which the per-fold reader
+      takes the dataset from.
+    An earlier export's files in `out` (listed in its MANIFEST) are replaced, never added to; two
+    samples that would share a file are refused before anything is written.
     Returns the number of samples written; samples whose cache holds no float flow (8-bit flow
     images) are skipped with a note."""
-    rows, png = [], lambda img: cv2.imencode(".png", img)[1].tobytes()
+    png = lambda img: cv2.imencode(".png", img)[1].tobytes()
     t = samples.table
     twice = t.duplicated(["subject", "filename"], keep=False).to_numpy()   # CAS(ME)^3: add the onset
-    jobs = list(caches.cache_jobs(samples, cache_dir, encoding, face, flow))
-    no_flow = []
-    for (row, path, settings, sources), dup in zip(jobs, twice):
+    refused = composite_refusal(samples.classes)
+    plan, owners = [], {}
+    for (row, path, settings, sources), dup in zip(caches.cache_jobs(samples, cache_dir, encoding, face, flow),
+                                                   twice):
         if sample_id(row) in skip:
             continue
-        c = caches.read_cache(path, settings, ["flow"], sources)
+        dataset = DATASETS[row["dataset"]]["prefix"] if row["dataset"] in DATASETS else row["dataset"]
+        subject = _name(row["subject"], dataset)
+        onset = f"_{row['onset']}" if dup else ""
+        clip = _name(row["filename"], "clip") + onset
+        e = dict(row=row, path=path, settings=settings, sources=sources, dataset=dataset, subject=subject,
+                 clip=clip, name=f"{subject}_{clip}", csv_clip=str(row["filename"]) + onset,
+                 flo=os.path.join(EXPORT["flo"], subject, f"{clip}.flo"))
+        # a subject a_b with clip c and a subject a with clip b_c would share a composite image
+        for key in [("flo", e["flo"]), ("csv", str(row["subject"]), e["csv_clip"])] + \
+                   ([("image", e["name"])] if refused is None else []):
+            if key in owners:
+                raise DataError(f"--export: samples {owners[key]} and {sample_id(row)} would both be written "
+                                f"as {key[-1]}: rename one of them (subject or clip)")
+            owners[key] = sample_id(row)
+        plan.append(e)
+    planned = [p for e in plan
+               for p in (e["flo"], os.path.join(EXPORT["flo"], e["subject"], f"{e['clip']}_apex.png"))]
+    if refused is None:
+        planned += [os.path.join(EXPORT[k], f"{e['name']}{s}") for e in plan
+                    for k, s in (("images", " .png"), ("apex", ".png"))]
+        planned += [EXPORT["images_csv"]]
+        planned += [os.path.join(EXPORT["folds"], held, "u_test" if held == e["subject"] else "u_train",
+                                 str(MEGC_CODES[samples.classes[e["row"]["label"]]]), f"{e['name']} .png")
+                    for held in sorted({e["subject"] for e in plan}) for e in plan] if folds else []
+    planned += [EXPORT["csv"]]
+    previous = _previous_export(out)
+    ours = set(previous)
+    clash = [p for p in planned if p not in ours and os.path.lexists(os.path.join(out, p))]
+    if clash:
+        raise DataError(f"{os.path.join(out, clash[0])}: there already and not written by an export of this "
+                        f"project (not in {MANIFEST}): export into a new folder, or move it")
+    _replace_previous(out, previous, planned)
+    rows, written, no_flow = [], [], []
+
+    def write(rel, data):
+        utils.atomic_write(os.path.join(out, rel), lambda f: f.write(data))
+        written.append(rel)
+    for e in plan:
+        row = e["row"]
+        c = caches.read_cache(e["path"], e["settings"], ["flow"], e["sources"])
         if c is None:
             no_flow.append(sample_id(row))
             continue
-        apex = caches.read_cache(path, settings, ["apex"], sources) or \
-            caches.read_cache(path, settings, ["G"], sources)
-        dataset = DATASETS[row["dataset"]]["prefix"] if row["dataset"] in DATASETS else row["dataset"]
-        # a subject of digits only (CASME II's 01) gets its dataset's name: the other tools' scripts
-        # read the label CSV with pandas, which would make 01 the number 1 and miss its images
-        subject = f"{dataset}_{row['subject']}" if str(row["subject"]).isdigit() else _name(row["subject"])
-        clip = _name(row["filename"]) + (f"_{row['onset']}" if dup else "")
-        name = f"{subject}_{clip}"
-        flo = os.path.join(EXPORT["flo"], subject, f"{clip}.flo")
-        utils.atomic_write(os.path.join(out, flo), lambda f: pp.write_flo(f, c["flow"]))
-        apex_rel = ""
+        apex = caches.read_cache(e["path"], e["settings"], ["apex"], e["sources"]) or \
+            caches.read_cache(e["path"], e["settings"], ["G"], e["sources"])
+        utils.atomic_write(os.path.join(out, e["flo"]), lambda f: pp.write_flo(f, c["flow"]))
+        written.append(e["flo"])
+        apex_rel, apex_png = "", None
         if apex is not None:
             img = next(iter(apex.values()))
-            img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
-            apex_rel = os.path.join(EXPORT["flo"], subject, f"{clip}_apex.png")
-            utils.atomic_write(os.path.join(out, apex_rel), lambda f: f.write(png(img)))
-            utils.atomic_write(os.path.join(out, EXPORT["apex"], f"{name}.png"), lambda f: f.write(png(img)))
-        image = png(cv2.cvtColor(pp.flow_image(c["flow"]), cv2.COLOR_RGB2BGR))
-        utils.atomic_write(os.path.join(out, EXPORT["images"], f"{name} .png"), lambda f: f.write(image))
-        rows.append(dict(subject=subject, clip=clip, emotion=samples.classes[row["label"]], flow=flo,
-                         apex_image=apex_rel, dataset=dataset, label=int(row["label"]), name=name,
-                         imagename=f"{name}.png" if apex_rel else "", image=image))
+            apex_png = png(cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img)
+            apex_rel = os.path.join(EXPORT["flo"], e["subject"], f"{e['clip']}_apex.png")
+            write(apex_rel, apex_png)
+        label = row["label"]
+        rows.append(dict(subject=str(row["subject"]), clip=e["csv_clip"], emotion=samples.classes[label],
+                         flow=e["flo"], apex_image=apex_rel, dataset=e["dataset"], sub=e["subject"],
+                         filename_o=e["clip"], name=e["name"], imagename=f"{e['name']}.png" if apex_rel else "",
+                         label=MEGC_CODES.get(samples.classes[label]), flow_array=c["flow"], apex_png=apex_png))
     if no_flow:
         print(f"export: {len(no_flow)} samples have no float flow to export (8-bit flow images), "
               f"e.g. {no_flow[0]}: skipped")
+    if rows:
+        table = pd.DataFrame(rows)
+        csv = lambda df: df.to_csv(index=False).encode()
+        write(EXPORT["csv"], csv(table[["subject", "clip", "emotion", "flow", "apex_image", "dataset"]]))
+        if refused is None:
+            for r in rows:
+                # RGB (u, v, strain) as the composite stores it; cv2 writes BGR, hence the swap
+                r["image"] = png(cv2.cvtColor(pp.flow_image(r["flow_array"]), cv2.COLOR_RGB2BGR))
+                write(os.path.join(EXPORT["images"], f"{r['name']} .png"), r["image"])
+                if r["apex_png"] is not None:
+                    write(os.path.join(EXPORT["apex"], f"{r['name']}.png"), r["apex_png"])
+            write(EXPORT["images_csv"], csv(table.assign(apex="", sub_filename="")[
+                ["dataset", "sub", "filename_o", "label", "apex", "imagename", "sub_filename"]]))
+            for held in sorted({r["sub"] for r in rows}) if folds else []:
+                for r in rows:
+                    part = "u_test" if r["sub"] == held else "u_train"
+                    write(os.path.join(EXPORT["folds"], held, part, str(r["label"]), f"{r['name']} .png"),
+                          r["image"])
+    _write_manifest(out, sorted(written))
+    if refused is not None:
+        print(f"export: {EXPORT['images']}/, {EXPORT['images_csv']}, {EXPORT['apex']}/"
+              + (f", {EXPORT['folds']}/" if folds else "") + f" not written: {refused}")
     if not rows:
         return 0
-    table = pd.DataFrame(rows)
-    csv = lambda df: lambda f: f.write(df.to_csv(index=False).encode())
-    utils.atomic_write(os.path.join(out, EXPORT["csv"]),
-                       csv(table[["subject", "clip", "emotion", "flow", "apex_image", "dataset"]]))
-    composite = table.rename(columns={"subject": "sub", "clip": "filename_o"})
-    composite = composite.assign(apex="", sub_filename="")
-    utils.atomic_write(os.path.join(out, EXPORT["images_csv"]),
-                       csv(composite[["dataset", "sub", "filename_o", "label", "apex", "imagename",
-                                      "sub_filename"]]))
-    if folds:
-        for held_out in sorted(set(table.subject)):
-            for r in table.itertuples():
-                part = "u_test" if r.subject == held_out else "u_train"
-                dest = os.path.join(out, EXPORT["folds"], held_out, part, str(r.label), f"{r.name} .png")
-                utils.atomic_write(dest, lambda f: f.write(r.image))
-    print(f"exported {len(rows)} samples to {out}/: {EXPORT['csv']} ({EXPORT['flo']}/*.flo), "
-          f"{EXPORT['images_csv']} ({EXPORT['images']}/)" + (f", {EXPORT['folds']}/" if folds else ""))
+    print(f"exported {len(rows)} samples to {out}/: {EXPORT['csv']} ({EXPORT['flo']}/*.flo)"
+          + (f", {EXPORT['images_csv']} ({EXPORT['images']}/, {EXPORT['apex']}/)" if refused is None else "")
+          + (f", {EXPORT['folds']}/" if folds and refused is None else "") + f"; {MANIFEST} lists them")
     return len(rows)

@@ -9,7 +9,8 @@ Classify a new clip with a model from `train.py --final`, and show what it looke
 
 The pair goes through the training code: preprocess.features (dlib eye alignment on the onset,
 TV-L1 flow onset -> apex) with the face mode and encoding stored in final.pt, then the streams
-(u, v, F / S / G) as dataloader builds them. Frame numbers of a video count from 0 (an image
+(u, v, F / S / G) as dataloader builds them; a model trained on flow files (--catego FLOWS) gets
+the new clip's flow made into what its files held (flow_files). Frame numbers of a video count from 0 (an image
 sequence given as a printf pattern counts from its first image). Without --apex_frame the apex
 is the frame of greatest optical-flow energy from the onset within --onset_frame..--offset_frame
 (default: the next --window frames). Prints the predicted class and every class's probability
@@ -97,10 +98,12 @@ def load_checkpoint(path, device="cpu"):
     need = ["state_dict", "model", "num_classes", "combination_mode", "image_mode", "classes", "preprocess"]
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in need):
         raise PredictError(f"{path}: not a final.pt of train.py --final (needs keys {', '.join(need)})")
-    if not ckpt["preprocess"] or not all(isinstance(s, dict) and {"encoding", "flow"} <= set(s)
+    # frames: {face: settings naming encoding and flow}; flow files (FLOWS): {kind: file settings}
+    if not ckpt["preprocess"] or not all(isinstance(s, dict) and ({"encoding", "flow"} <= set(s)
+                                                                  or s.get("kind") in ("float", "image"))
                                          for s in ckpt["preprocess"].values()):
         raise PredictError(f"{path}: not a final.pt of train.py --final (its preprocess settings name no "
-                           f"encoding and flow)")
+                           f"encoding and flow, nor a kind of flow file)")
     try:
         model = build_model(ckpt["model"], ckpt["num_classes"], ckpt["combination_mode"],
                             streams=len(ckpt["image_mode"]))
@@ -130,6 +133,30 @@ def choose_face(ckpt, face="auto"):
               f"{'differs' if len(diff) == 1 else 'differ'} from this preprocess.py): predictions may be off",
               file=sys.stderr)
     return face, encoding, flow
+
+
+def flow_files(ckpt, path):
+    """The settings of the flow files (FLOWS) the model was trained on, or None for frames. A new
+    clip is made into what they held: "float" (flow in pixels) is the flow computed here, encoded
+    as a flow file's; "image" (8-bit (u, v, strain) images, min-max scaled per image) is the
+    28x28 image the export writes (pp.flow_image) enlarged as in training (pp.image_features)."""
+    trained = ckpt["preprocess"]
+    files = [s for s in trained.values() if "kind" in s]
+    if not files:
+        return None
+    if len(trained) > 1:
+        raise PredictError(f"{path}: trained on flow files of several kinds ({', '.join(trained)}): a new clip "
+                           f"can be made into one only; train on one kind of flow file")
+    s = files[0]
+    want = json.loads(json.dumps(pp.file_settings(s["kind"], s.get("encoding"))))
+    if {k: s.get(k) for k in want} != want:
+        print("warning: the model was trained on flow files read with other settings than this "
+              "preprocess.py's: predictions may be off", file=sys.stderr)
+    sizes = s.get("image_size", [[pp.STSTNET_SIZE] * 2]) if s["kind"] == "image" else [[0, 0]]
+    if len(sizes) != 1 or sizes[0][0] != sizes[0][1]:
+        raise PredictError(f"{path}: trained on 8-bit flow images of sizes {', '.join(f'{h}x{w}' for h, w in sizes)}"
+                           f": a new clip's flow image is made at one square size; train on images of one")
+    return s
 
 
 def streams(feats, image_mode, device="cpu"):
@@ -308,7 +335,11 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
     if cam is not None and net.cam is None:
         raise PredictError(f"--cam: {net.name} declares no layer to take class activation maps on "
                            f"(network.py, declare(..., cam=...))")
-    face, encoding, flow = choose_face(ckpt, face)
+    files = flow_files(ckpt, weights)
+    if files is None:
+        face, encoding, flow = choose_face(ckpt, face)
+    else:   # flow files hold no frames: a new clip is aligned (dlib) and its flow computed (IPOL)
+        face, encoding, flow = "dlib" if face == "auto" else face, files.get("encoding", "fixed"), "ipol"
     if video is not None:
         if onset or apex:
             raise PredictError("give either --onset and --apex, or --video, not both")
@@ -321,6 +352,9 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
             raise PredictError("--onset_frame / --apex_frame / --offset_frame go with --video")
         on, ap, info, name = pp.read_image(onset), pp.read_image(apex), {}, onset
     feats = pp.features(on, ap, face=face, encoding=encoding, onset_name=name, flow=flow)
+    if files is not None and files["kind"] == "image":
+        side = files.get("image_size", [[pp.STSTNET_SIZE] * 2])[0][0]
+        feats = {k: v for k, v in feats.items() if k != "F"} | pp.image_features(pp.flow_image(feats["flow"], side))
     probs, cams = run_model(model, streams(feats, ckpt["image_mode"], device), cam_method if cam else None,
                             net.cam(model) if cam else ())
     classes = ckpt["classes"]
@@ -333,6 +367,7 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
     meta = dict(model=ckpt["model"], image_mode=ckpt["image_mode"],
                 combination_mode=ckpt["combination_mode"],
                 face=face, encoding=encoding, flow=flow, samples=ckpt.get("samples"),
+                flow_files=files["kind"] if files else None,
                 subjects=ckpt.get("subjects"))
     return out, dict(cams=cams, feats=feats, classes=classes, meta=meta)
 
@@ -342,7 +377,9 @@ def report(out, extra, args):
     print(f"model: {m['model']} {' '.join(m['image_mode'])}"
           + (f" {m['combination_mode']}" if m["combination_mode"] else "")
           + f", trained on {m['samples']} samples of {len(m['subjects'] or [])} subjects ({args.weights}); "
-          f"face {m['face']}, encoding {m['encoding']}, flow {m['flow']}")
+          f"face {m['face']}, " + (f"encoding {m['encoding']}" if m["flow_files"] != "image" else
+                                    "8-bit (u, v, strain) 28x28 images, enlarged nearest")
+          + f", flow {m['flow']}" + (" (trained on flow files)" if m["flow_files"] else ""))
     if "apex_searched" in out:
         a, b = out["apex_searched"]
         print(f"apex: frame {out['apex_frame']}, the greatest flow energy from onset frame "

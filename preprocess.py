@@ -550,8 +550,7 @@ def flow_file_features(flow_path, apex_path=None, encoding="fixed"):
         flow = resize_flow(flow)
         feats = encode_flow(flow[..., 0], flow[..., 1], encoding)
     else:
-        img = cv2.resize(flow, (SIZE, SIZE), interpolation=IMAGE_RESIZE)
-        feats = {"u": img[..., 0].copy(), "v": img[..., 1].copy(), "S": img[..., 2].copy()}
+        feats = image_features(flow)
     if apex_path:
         apex = read_image(apex_path)
         if apex.shape[:2] != (SIZE, SIZE):
@@ -578,3 +577,11 @@ def flow_image(flow, size=STSTNET_SIZE):
     chans = [cv2.resize(c.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
              for c in (u, v, optical_strain(u, v))]
     return np.stack([to_uint8(c, 1.0, 0.0, "minmax") for c in chans], -1)
+
+
+def image_features(img):
+    """u, v and S of an 8-bit (u, v, strain) image in RGB order, enlarged to SIZE x SIZE with
+    IMAGE_RESIZE: the streams of a flow image file, and predict.py's of a new clip for a model
+    trained on such images (its flow made into flow_image first)."""
+    img = cv2.resize(img, (SIZE, SIZE), interpolation=IMAGE_RESIZE)
+    return {"u": img[..., 0].copy(), "v": img[..., 1].copy(), "S": img[..., 2].copy()}

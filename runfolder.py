@@ -168,8 +168,11 @@ class Log:
 # ---------------------------------------------------------------------------------------------
 # fold files: folds/<held out>.json
 
-def fold_path(run, held_out):
-    return os.path.join(run, "folds", f"{held_out}.json")
+def fold_path(run, held_out, ext=".json"):
+    """folds/<held out>.json (or its model, ext .pt): the subject or dataset made one path component
+    by caches.path_part, so a subject such as site1/P01 is one file in folds/, never a subfolder,
+    and two subjects never share a file (read_folds maps the names back)."""
+    return os.path.join(run, "folds", caches.path_part(held_out) + ext)
 
 
 def prediction_rows(data, idx, probs, classes):
@@ -214,17 +217,18 @@ def read_folds(run, config):
     """({held out: fold} of the fold files that can be read, {path: why} of those that cannot).
     A fold of a subject (or dataset) that is not in the run's data is refused, never pooled."""
     folds, unreadable = {}, {}
+    held = {os.path.basename(fold_path(run, f)): f for f in config["folds"]}   # file name -> held out
     for name in sorted(os.listdir(os.path.join(run, "folds"))):
         if name.endswith(".json"):
             path = os.path.join(run, "folds", name)
-            if name[:-5] not in config["folds"]:
+            if name not in held:
                 raise datasets.DataError(f"{path}: a fold of {name[:-5]}, which is not in this run's data "
                                    f"({len(config['folds'])} folds): move it out of the folder")
             fold, why = read_fold(path)
             if why is not None:
                 unreadable[path] = why
             elif fold is not None:
-                folds[name[:-5]] = fold
+                folds[held[name]] = fold
     return folds, unreadable
 
 

@@ -45,7 +45,9 @@ def parser():
     p.add_argument("--out", default="sample.png", help="image file for --show")
     p.add_argument("--export", metavar="DIR", help="also write every preprocessed sample's flow for other "
                    "tools: .flo (u, v in pixels) with its apex frame and flows.csv (--catego FLOWS reads "
-                   "it), and STSTNet/HTNet-style 28x28 (u, v, strain) images with their label CSV")
+                   "it), and for MEGC's classes (--num_classes 3) the composite's 28x28 (u, v, strain) "
+                   "images with their label CSV; a later export into DIR replaces the files listed in "
+                   "its export_manifest.json")
     p.add_argument("--export_folds", action="store_true",
                    help="with --export, the images also in the per-fold layout "
                    "<subject>/u_test|u_train/<label>/")

@@ -474,7 +474,7 @@ def run_fold(args, run, what, held_out, train_idx, test_idx, start_step, data, c
         runfolder.check_config(run, config)
     if args.save_weights:   # on the CPU, as final.pt: a GPU's tensors would load only where there is one
         state = {k: v.cpu() for k, v in model.state_dict().items()}
-        utils.atomic_write(os.path.join(run, "folds", f"{held_out}.pt"), lambda f: torch.save(state, f))
+        utils.atomic_write(runfolder.fold_path(run, held_out, ".pt"), lambda f: torch.save(state, f))
     return runfolder.write_fold(run, what, held_out, seconds=round(time.time() - t0, 2), train_loss=losses,
                                 rows=runfolder.prediction_rows(data, test_idx, probs, classes),
                                 optimizer_start_step=start_step,
@@ -530,6 +530,24 @@ def train_run(args, samples, config, pretrained, run, log):
     return 0
 
 
+def input_settings(samples, args):
+    """What the streams were made from, as final.pt records it for predict.py: {face mode: the
+    settings of flow computed from frames} or, for flow files (FLOWS), {kind: pp.file_settings}
+    ("float": u, v in pixels, encoded as computed flow; "image": 8-bit (u, v, strain) images,
+    min-max scaled per image and enlarged with nearest neighbours), never the frame settings of
+    a flow that was not computed here."""
+    t = samples.table
+    if "flow_kind" in t:
+        out = {k: pp.file_settings(k, args.encoding) for k in sorted(set(t.flow_kind))}
+        if "image" in out:   # the side a new clip's flow image is made at (the composite's: 28)
+            sizes = {pp.read_flow(f)[1].shape[:2] for f in t.flow_path[t.flow_kind == "image"]}
+            out["image"] |= dict(scaling="u, v, strain min-max scaled per image and channel",
+                                 image_size=sorted(map(list, sizes)))
+        return out
+    faces = sorted(set(t.face)) if args.face == "auto" else [args.face]
+    return {f: pp.settings(f, args.encoding, args.flow) for f in faces}
+
+
 def train_final(args, run, log, samples, data, streams, y, pretrained, config=None):
     """One model on every sample, saved with all that predict.py needs to use it."""
     t0 = time.time()
@@ -537,11 +555,10 @@ def train_final(args, run, log, samples, data, streams, y, pretrained, config=No
     idx = np.arange(len(data.y))
     idx = authors_order(idx, data.subjects) if args.recipe == "keras" else idx
     _, losses, model = train_fold(streams, y, idx, np.arange(0), args, args.seed, pretrained)
-    faces = sorted(set(samples.table.face)) if args.face == "auto" else [args.face]
     ckpt = dict(state_dict={k: v.cpu() for k, v in model.state_dict().items()}, model=args.model,
                 num_classes=args.num_classes, combination_mode=args.combination_mode, recipe=args.recipe,
                 image_mode=args.image_mode, classes=samples.classes, catego=args.catego, parts=args.parts,
-                preprocess={f: pp.settings(f, args.encoding, args.flow) for f in faces},
+                preprocess=input_settings(samples, args),
                 train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())),
                 sample_ids=[datasets.sample_id(r) for r in samples.table.to_dict("records")])
     path = os.path.join(run, "final.pt")

@@ -108,8 +108,9 @@ def once(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_export(demo, tmp_path_factory):
-    """The shared demo's flow exported once (flowfiles.export, per-fold layout too):
-    .flo files with apex frames and flows.csv, STSTNet-style images with their label CSV."""
+    """The shared demo's flow exported once (flowfiles.export, per-fold layout asked for): .flo
+    files with apex frames and flows.csv; its 5 classes do not map onto MEGC's codes, so no
+    composite images (demo_export3 has them)."""
     import dataloader as dl
     import flowfiles
 
@@ -117,3 +118,18 @@ def demo_export(demo, tmp_path_factory):
         samples = dl.read_samples(demo["sheet"], demo["root"], "CASME")
         assert flowfiles.export(samples, demo["cache"], str(d), folds=True) == len(samples.table)
     return str(built_once(tmp_path_factory, "demo_export", build))
+
+
+@pytest.fixture(scope="session")
+def demo_export3(demo, tmp_path_factory):
+    """The shared demo exported once through save_preprocess_weight.py's command line with
+    --num_classes 3 (MEGC's classes, from the same caches): flows.csv and .flo files, the
+    composite's STSTNet-style images, apex faces and label CSV, and its per-fold layout."""
+    import save_preprocess_weight
+
+    def build(d):
+        assert save_preprocess_weight.main(["--csv_path", demo["sheet"], "--root", demo["root"],
+                                            "--catego", "CASME", "--num_classes", "3",
+                                            "--cache_dir", demo["cache"], "--workers", "1",
+                                            "--export", str(d / "out"), "--export_folds"]) == 0
+    return str(built_once(tmp_path_factory, "demo_export3", build) / "out")

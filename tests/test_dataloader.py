@@ -18,7 +18,6 @@ import builders
 import caches
 import dataloader as dl
 import datasets
-import flowfiles
 import make_demo
 import save_preprocess_weight as spw
 
@@ -674,124 +673,6 @@ def test_cache_follows_its_sheet_row_and_frames(data, tmp_path, capsys):
     assert dl.load_streams(s, cache, ["F", "G"]).x.shape[1] == 3
 
 
-# ---------------------------------------------------------------------------------------------
-# FLOWS: optical flow computed elsewhere (the demo's own flow exported by save_preprocess_weight,
-# conftest.demo_export), in each file format and both layouts of the MEGC 2019 composite's images
-
-def flow_streams(csv, root, cache, modes, catego="FLOWS"):
-    samples = dl.read_samples(csv, root, catego)
-    assert caches.build_caches(samples, str(cache), quiet=True) == []
-    return samples, dl.load_streams(samples, str(cache), modes)
-
-
-def named(samples, streams):
-    """{sample: (class name, index)} to set two loaders' samples side by side (the export names
-    the demo's subject 01 casme2_01)."""
-    ids = [f"{s.removeprefix('casme2_')}/{f}" for s, f in zip(streams.subjects, streams.filenames)]
-    return {i: (samples.classes[y], k) for k, (i, y) in enumerate(zip(ids, streams.y))}
-
-
-def test_flo_export_reads_back_into_the_very_streams(demo, demo_export, tmp_path):
-    a = dl.read_samples(demo["sheet"], demo["root"], "CASME")
-    sa = dl.load_streams(a, demo["cache"], ["F", "S", "G"])
-    b, sb = flow_streams(os.path.join(demo_export, "flows.csv"), demo_export, tmp_path / "c", ["F", "S", "G"])
-    na, nb = named(a, sa), named(b, sb)
-    assert na.keys() == nb.keys() and len(na) == 20
-    for i, (label, k) in na.items():
-        assert nb[i][0] == label
-        assert np.array_equal(sa.x[:, k], sb.x[:, nb[i][1]]), i   # u, v, F, S and G, bit for bit
-    assert dl.stream_modes(b) == ["F", "S", "G", "O"]
-
-
-def test_composite_images_csv_and_per_fold_layout_give_the_same_images(demo_export, tmp_path):
-    images = os.path.join(demo_export, flowfiles.EXPORT["images"])
-    csv = os.path.join(demo_export, flowfiles.EXPORT["images_csv"])
-    # the demo's 5 classes: the composite's codes 0 1 2 are MEGC's 3 classes, codes 3 and 4 skipped
-    apex = os.path.join(demo_export, flowfiles.EXPORT["apex"])
-    a, sa = flow_streams(csv, [images, apex], tmp_path / "a", ["S", "G"])
-    b, sb = flow_streams(None, os.path.join(demo_export, flowfiles.EXPORT["folds"]), tmp_path / "b", ["S"])
-    assert a.classes == b.classes == ["negative", "positive", "surprise"]
-    assert dl.stream_modes(a) == ["S", "G", "O"] and dl.stream_modes(b) == ["S", "O"]
-    na, nb = named(a, sa), named(b, sb)
-    assert na.keys() == nb.keys() and len(na) == 12   # 4 subjects x classes 0, 1, 2, each read once
-    assert sum("codes 3" in n or "label '3'" in n for n in a.notes) == 4
-    rows = np.floor(np.arange(227) * 28 / 227).astype(int)   # nearest neighbour, 28 -> 227
-    for i, (label, k) in na.items():
-        assert nb[i][0] == label
-        assert np.array_equal(sa.x[0, k], sb.x[0, nb[i][1]])
-        # read as RGB: u, v, strain
-        png = cv2.imread(os.path.join(images, f"casme2_{i.replace('/', '_')} .png"))[..., ::-1]
-        assert np.array_equal(sa.x[0, k], png[rows][:, rows]), i   # the stored image, only enlarged
-
-
-def test_flow_bad_inputs_are_named_and_good_samples_kept(demo_export, tmp_path, capsys):
-    flo = os.path.join(demo_export, "flo", "casme2_01")
-    good = sorted(n for n in os.listdir(flo) if n.endswith(".flo"))
-    shutil.copy(os.path.join(flo, good[0]), tmp_path / "good.flo")
-    np.save(tmp_path / "good.npy", cv2.readOpticalFlow(os.path.join(flo, good[1])))
-    shutil.copy(os.path.join(demo_export, flowfiles.EXPORT["images"], "casme2_02_EP01_01 .png"),
-                tmp_path / "good.png")
-    (tmp_path / "tag.flo").write_bytes(b"FLOW" + bytes(20))
-    (tmp_path / "cut.flo").write_bytes((tmp_path / "good.flo").read_bytes()[:-8])
-    cv2.writeOpticalFlow(str(tmp_path / "nan.flo"), np.full((8, 8, 2), np.nan, np.float32))
-    cv2.imwrite(str(tmp_path / "gray.png"), np.zeros((28, 28), np.uint8))
-    cv2.imwrite(str(tmp_path / "deep.png"), np.zeros((28, 28, 3), np.uint16))
-    rows = [("P1", "a", "happy", "good.flo"), ("P1", "b", "sad", "good.npy"),
-            ("P2", "c", "happy", "good.png"),
-            ("P2", "d", "sad", "missing.flo"), ("P2", "e", "sad", "tag.flo"), ("P3", "f", "happy", "cut.flo"),
-            ("P3", "g", "sad", "nan.flo"), ("P3", "h", "happy", "gray.png"), ("P3", "i", "sad", "deep.png"),
-            ("P1", "a", "sad", "good.npy"), ("P3", "j", "", "good.flo")]
-    pd.DataFrame(rows, columns=["subject", "clip", "emotion", "flow"]).to_csv(tmp_path / "f.csv", index=False)
-    args = ["--catego", "FLOWS", "--csv_path", str(tmp_path / "f.csv"), "--root", str(tmp_path),
-            "--cache_dir", str(tmp_path / "cache"), "--workers", "1"]
-    assert spw.main(args) == 1
-    out = capsys.readouterr().out
-    assert "row 11: sample P1/a found twice (first at" in out
-    assert "row 12: blank subject, clip or emotion" in out
-    for name, why in [("missing.flo", "flow file not found"), ("tag.flo", "not a .flo file"),
-                      ("cut.flo", ".flo header says 227x227, which needs 412232 bytes"),
-                      ("nan.flo", "128 NaN or infinite"),
-                      ("gray.png", "1-channel image"), ("deep.png", "uint16 image")]:
-        assert f"{tmp_path / name}: {why}" in out, name
-    assert "6 samples failed" in out and "3 of 9 samples" in out
-    # the good ones are cached; their modes: the 8-bit image allows S only, one line says so
-    ok = flowfiles.read_flows(str(tmp_path / "f.csv"), str(tmp_path))
-    ok.table = ok.table[ok.table.flow_path.str.contains("good")].reset_index(drop=True)
-    assert dl.stream_modes(ok) == ["S", "O"]
-    with pytest.raises(datasets.DataError,
-                       match=r"--image_mode F: 8-bit flow images \(e.g. .*good.png\) .* gives S O$"):
-        dl.load_streams(ok, str(tmp_path / "cache"), ["F"])
-    assert dl.load_streams(ok, str(tmp_path / "cache"), ["S"]).x.shape == (1, 3, 227, 227, 3)
-
-
-def test_per_fold_layout_faults_are_named_and_its_subjects_give_the_datasets(demo_export, tmp_path):
-    src = os.path.join(demo_export, flowfiles.EXPORT["folds"])
-    root = tmp_path / "folds"
-    # the composite's subject naming: sub01 CASME II, 006 SAMM, s03 SMIC; one subject without u_test
-    for old, new in (("casme2_01", "sub01"), ("casme2_02", "006"), ("casme2_03", "s03")):
-        for label in os.listdir(os.path.join(src, old, "u_test")):
-            for name in os.listdir(os.path.join(src, old, "u_test", label)):
-                os.makedirs(root / new / "u_test" / label, exist_ok=True)
-                shutil.copy(os.path.join(src, old, "u_test", label, name),
-                            root / new / "u_test" / label / name.replace(f"{old}_", f"{new}_", 1))
-    os.makedirs(root / "s04" / "u_train" / "0")
-    shutil.copy(next(iter((root / "sub01" / "u_test" / "0").iterdir())), root / "sub01" / "u_test" / "1")
-    s = dl.read_samples(None, str(root), "FLOWS")
-    assert sorted(set(s.table.subject)) == ["006", "s03", "sub01"]
-    assert dict(zip(s.table.subject, s.table.dataset)) == {"sub01": "casme2", "006": "samm", "s03": "smic"}
-    notes = "\n".join(s.notes)
-    assert f"{root / 's04'}: no u_test/ folder: subject skipped" in notes
-    assert "found twice" in notes and "label folder '3' is not one of 0, 1, 2" in notes
-    assert len(s.table) == 9 and (s.table.filename.str.match(r"EP\d\d_01$")).all()
-    with pytest.raises(datasets.DataError, match="no CSV given .* no per-fold layout"):
-        dl.read_samples(None, os.path.join(demo_export, flowfiles.EXPORT["images"]), "FLOWS")
-    bad = pd.DataFrame({"subject": ["P1"], "clip": ["a"], "label": ["happy"]})
-    bad.to_csv(tmp_path / "x.csv", index=False)
-    with pytest.raises(datasets.DataError, match=r"x.csv: expected columns subject, clip, emotion, flow .* it has "
-                                           r"subject, clip, label$"):
-        dl.read_samples(str(tmp_path / "x.csv"), str(tmp_path), "FLOWS")
-
-
 # caches: always under --cache_dir, one folder per set of settings, and why one is not used
 
 def test_path_part_is_one_safe_component_and_never_shared():
@@ -962,20 +843,3 @@ def test_a_missing_middle_frame_gives_way_to_the_nearest(custom, tmp_path):
     assert s.table.apex[0] == 14 and os.path.isfile(s.table.apex_path[0])
     assert (f"{csv}: row 2: apex '/' is not a number (P1/clips/P1_happy@12, offset 15): "
             "middle frame 13 missing, frame 14 used") in s.notes
-
-
-def test_ststnet_stream_is_the_image_as_its_script_reads_it(demo, demo_export, tmp_path):
-    # O: the 28x28 image, not enlarged, in cv2.imread's BGR order (STSTNet's main.py); from frames
-    # the image --export writes (the float flow's, area-resized, min-max per channel)
-    images = os.path.join(demo_export, flowfiles.EXPORT["images"])
-    a, sa = flow_streams(os.path.join(demo_export, flowfiles.EXPORT["images_csv"]), images, tmp_path / "a", ["O"])
-    assert sa.x.shape[2:] == (28, 28, 3) and "O" in dl.stream_modes(a)
-    for k, path in enumerate(a.table.flow_path):
-        assert np.array_equal(sa.x[0, k], cv2.imread(path)), path
-    f = dl.read_samples(demo["sheet"], demo["root"], "CASME")
-    sf = dl.load_streams(f, demo["cache"], ["O"])
-    for k, (s, clip) in enumerate(zip(sf.subjects, sf.filenames)):
-        png = cv2.imread(os.path.join(images, f"casme2_{s}_{clip} .png"))
-        assert np.array_equal(sf.x[0, k], png), (s, clip)
-    with pytest.raises(datasets.DataError, match="one size"):
-        dl.load_streams(f, demo["cache"], ["O", "S"])

@@ -181,7 +181,7 @@ def test_preprocessing_follows_the_model(final, tmp_path, capsys):
     assert predict.main(["--weights", str(tmp_path / "final.pt"), "--onset", "a.jpg", "--apex", "b.jpg"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"error: {tmp_path / 'final.pt'}: not a final.pt of train.py --final (its preprocess "
-                   "settings name no encoding and flow)")
+                   "settings name no encoding and flow, nor a kind of flow file)")
 
 
 class Payload:

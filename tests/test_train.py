@@ -801,13 +801,13 @@ def test_lodo_needs_a_composite(dataset, tmp_path, capsys):
                    "it needs --catego COMPOSITE (or FLOWS with several datasets), not CASME")
 
 
-def test_flows_train_per_dataset_and_lodo_and_refuse_what_files_cannot_give(demo_export, tmp_path, capsys):
+def test_flows_train_per_dataset_and_lodo_and_refuse_what_files_cannot_give(demo_export3, tmp_path, capsys):
     # the demo's exported STSTNet-style images, subjects 01 02 as CASME II and 03 04 as SAMM
-    csv = pd.read_csv(os.path.join(demo_export, flowfiles.EXPORT["images_csv"]), dtype=str)
+    csv = pd.read_csv(os.path.join(demo_export3, flowfiles.EXPORT["images_csv"]), dtype=str)
     csv["dataset"] = csv["sub"].map({"casme2_01": "casme2", "casme2_02": "casme2",
                                      "casme2_03": "samm", "casme2_04": "samm"})
     csv.to_csv(tmp_path / "labels.csv", index=False)
-    images = os.path.join(demo_export, flowfiles.EXPORT["images"])
+    images = os.path.join(demo_export3, flowfiles.EXPORT["images"])
     argv = tiny("--catego", "FLOWS", "--path", str(tmp_path / "labels.csv"), "--img_root", images,
                 "--cache_dir", str(tmp_path / "cache"), "--model", "SSSN")
     assert train.main(argv + ["--image_mode", "G", "--weight_save_path", str(tmp_path / "g")]) == 2
@@ -818,7 +818,7 @@ def test_flows_train_per_dataset_and_lodo_and_refuse_what_files_cannot_give(demo
     assert train.main(argv + ["--image_mode", "S", "--protocol", "lodo",
                               "--weight_save_path", str(tmp_path / "r")]) == 0
     s = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert s["folds"] == 2 and {k: v["n"] for k, v in s["per_dataset"].items()} == {"casme2": 6, "samm": 6}
+    assert s["folds"] == 2 and {k: v["n"] for k, v in s["per_dataset"].items()} == {"casme2": 8, "samm": 8}
     assert s["config"]["classes"] == ["negative", "positive", "surprise"]
 
 
