@@ -25,7 +25,6 @@ the authors did, for comparison with the paper only).
 import argparse
 import contextlib
 import hashlib
-import math
 import os
 import sys
 import time
@@ -33,7 +32,6 @@ import zlib
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import caches
 import dataloader as dl
@@ -42,6 +40,7 @@ import flags
 from network import FORMATS, build_model, count_parameters, load_pretrained, read_pretrained, weights_format
 import network
 import preprocess as pp
+import recipes
 import runfolder
 import utils
 
@@ -50,12 +49,6 @@ PAPER = dict(batch_size=60, learning_rate=1e-4, epochs=100)
 # The demo has 40 training samples a fold: batch 60 would give one optimiser step per epoch,
 # so it trains with more, smaller steps (see README).
 DEMO = dict(batch_size=10, learning_rate=1e-3, epochs=8)
-ADAM_DECAY = 1e-7   # Keras Adam(decay=1e-7): lr / (1 + decay * step)
-# keras: the authors' Keras 2 training; pytorch: the port's; plain: torch's Adam at a fixed lr on
-# batches in sample order, plain cross-entropy, torch's default init (STSTNet's main.py)
-RECIPES = ("keras", "pytorch", "plain")
-INIT = {"keras": "keras", "pytorch": "pytorch", "plain": "torch"}   # network.INITS of each recipe
-# --final trains one model on every sample: these flags would be silently ignored
 NOT_FINAL = ("subjects", "shard", "save_weights", "protocol", "seeds")
 
 
@@ -78,7 +71,7 @@ def parser():
     m.add_argument("--combination_mode", default=None, choices=fusions,
                    help="fusion of the streams, for the networks that have one; default each one's own "
                    + ", ".join(f"({d.name} {d.fusion})" for d in models if d.fusions))
-    m.add_argument("--recipe", default=None, choices=RECIPES,
+    m.add_argument("--recipe", default=None, choices=recipes.RECIPES,
                    help="keras (default; STSTNet: plain): as the authors' Keras 2 code trained (batches in "
                    "subject and sheet order, Keras' Adam with its step counter carried across folds, he_normal "
                    "biases, clipped cross-entropy); pytorch: shuffled batches, a fresh torch Adam per fold, "
@@ -276,47 +269,6 @@ def predict(model, streams, idx, args):
             torch.zeros(0, args.num_classes, device=idx.device)
 
 
-class KerasAdam(torch.optim.Optimizer):
-    """Adam as Keras 2.2.4 steps it (keras/optimizers.py, Adam.get_updates), `iterations` being the
-    counter before the first step: lr_t = lr / (1 + decay * it) * sqrt(1 - b2^t) / (1 - b1^t) with
-    t = it + 1, then p -= lr_t * m / (sqrt(v) + epsilon). Unlike torch's Adam, epsilon (Keras'
-    K.epsilon() = 1e-7) is added to sqrt(v), not to the bias-corrected sqrt(v / (1 - b2^t))."""
-
-    def __init__(self, params, lr, decay=ADAM_DECAY, epsilon=1e-7, iterations=0, betas=(0.9, 0.999)):
-        super().__init__(params, dict(lr=lr, decay=decay, epsilon=epsilon, iterations=iterations,
-                                      betas=betas))
-
-    @torch.no_grad()
-    def step(self):
-        for g in self.param_groups:
-            (b1, b2), it = g["betas"], g["iterations"]
-            lr_t = g["lr"] / (1 + g["decay"] * it) * math.sqrt(1 - b2 ** (it + 1)) / (1 - b1 ** (it + 1))
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                if not st:   # m and v start at zero for each new model, as Keras' get_updates makes them
-                    st["m"], st["v"] = torch.zeros_like(p), torch.zeros_like(p)
-                st["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
-                st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                p.addcdiv_(st["m"], st["v"].sqrt().add_(g["epsilon"]), value=-lr_t)
-            g["iterations"] = it + 1
-
-
-def keras_crossentropy(logits, target, eps=1e-7):
-    """Mean over the batch of Keras' categorical_crossentropy on the softmax output: the
-    probabilities are clipped to [eps, 1 - eps] before the log (keras/backend/theano_backend.py),
-    so a sample whose true class is beyond the clip gives no gradient."""
-    p = logits.float().softmax(1).gather(1, target[:, None])
-    return -p.clamp(eps, 1 - eps).log().mean()
-
-
-def authors_order(idx, subjects):
-    """The authors' batch order (create_generator_LOSO): subjects in LOSO order, each subject's
-    samples in sheet order; a stable sort of the (sheet-ordered) indices by subject."""
-    return idx[np.argsort(subjects[idx], kind="stable")]
-
-
 def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epoch_probs=None, start_step=0):
     """Train a fresh model on train_idx, return softmax probabilities on test_idx (last epoch).
     With a list as `epoch_probs`, the test samples are also scored after every epoch (the
@@ -325,22 +277,16 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     Recipe keras: batches in train_idx's order every epoch, KerasAdam from `start_step`; plain:
     batches in train_idx's order, torch's Adam at a fixed lr; pytorch: shuffled, Adam with decay."""
     recipe = getattr(args, "recipe", None) or "keras"
-    device, keras, plain = args.device, recipe == "keras", recipe == "plain"
+    device = args.device
     torch.manual_seed(seed)
     model = build_model(args.model, args.num_classes, args.combination_mode,
-                        init=INIT[recipe], streams=len(streams))
+                        init=recipes.INIT[recipe], streams=len(streams))
     if pretrained is not None:
         load_pretrained(model, pretrained)
     model = model.to(device, memory_format=torch.channels_last)
-    if keras:
-        opt, sched = KerasAdam(model.parameters(), args.learning_rate, iterations=start_step), None
-    elif plain:
-        opt, sched = torch.optim.Adam(model.parameters(), lr=args.learning_rate), None
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + ADAM_DECAY * step))
+    opt, sched = recipes.optimizer(recipe, model.parameters(), args.learning_rate, start_step)
     gen = torch.Generator().manual_seed(seed)
-    loss_fn = keras_crossentropy if keras else F.cross_entropy
+    loss_fn = recipes.loss(recipe)
     tr = torch.as_tensor(train_idx, device=device)
     te = torch.as_tensor(test_idx, device=device)
     batch = lambda idx: [s[idx].permute(0, 3, 1, 2) for s in streams]   # NHWC gather -> channels_last
@@ -348,7 +294,7 @@ def train_fold(streams, y, train_idx, test_idx, args, seed, pretrained=None, epo
     bar = utils.progress(range(args.epochs), "train", unit="epoch")
     for _ in bar:
         model.train()
-        perm = tr if keras or plain else tr[torch.randperm(len(tr), generator=gen).to(device)]
+        perm = tr[torch.randperm(len(tr), generator=gen).to(device)] if recipes.SHUFFLED[recipe] else tr
         total = torch.zeros((), device=device)
         for i in range(0, len(perm), args.batch_size):
             idx = perm[i:i + args.batch_size]
@@ -445,7 +391,8 @@ def plan(args, data):
     # at the steps of the folds before it in split order. From split sizes alone, so --subjects,
     # --shard and resumed runs start each fold where the full run does. Keras' fit keeps the last,
     # shorter batch: epochs x ceil(n_train / batch) steps a fold.
-    steps = [args.epochs * -(-len(tr) // args.batch_size) * (args.recipe == "keras") for _, tr, _ in splits]
+    steps = [args.epochs * -(-len(tr) // args.batch_size) * recipes.CARRIES_STEPS[args.recipe]
+             for _, tr, _ in splits]
     start = {s: int(sum(steps[:k])) for k, (s, _, _) in enumerate(splits)}
     mine = splits
     if args.subjects:
@@ -466,8 +413,7 @@ def run_fold(args, run, what, held_out, train_idx, test_idx, start_step, data, c
     `config`, the folder must still have it when the fold is written (runfolder.check_config)."""
     t0 = time.time()
     epochs = []
-    if args.recipe == "keras":
-        train_idx = authors_order(train_idx, data.subjects)
+    train_idx = recipes.order(args.recipe, train_idx, data.subjects)
     probs, losses, model = train_fold(streams, y, train_idx, test_idx, args, fold_seed(args.seed, held_out),
                                       pretrained, epoch_probs=epochs, start_step=start_step)
     if config is not None:
@@ -553,7 +499,7 @@ def train_final(args, run, log, samples, data, streams, y, pretrained, config=No
     t0 = time.time()
     # Adam's counter starts at 0: no fold comes before this model (the authors trained none like it)
     idx = np.arange(len(data.y))
-    idx = authors_order(idx, data.subjects) if args.recipe == "keras" else idx
+    idx = recipes.order(args.recipe, idx, data.subjects)
     _, losses, model = train_fold(streams, y, idx, np.arange(0), args, args.seed, pretrained)
     ckpt = dict(state_dict={k: v.cpu() for k, v in model.state_dict().items()}, model=args.model,
                 num_classes=args.num_classes, combination_mode=args.combination_mode, recipe=args.recipe,
