@@ -16,8 +16,9 @@ peak    the best repeat of a large matrix product, as torch.mm (MKL / cuBLAS) an
         On a GPU the fp32 peak is plain fp32, TF32 off, as train.py trains (--tf32: a TF32 peak).
 prep    caches.build_caches (2 JPEGs, dlib alignment, TV-L1, features, .npz) on a tiny
         make_demo dataset, 1 worker process and one per core. Not FLOP-bound GEMM work: no ratio.
-FLOPs are counted by torch's FlopCounterMode (`flops`; a multiply-add is 2), for any network. bf16 rows run only where
-train.native_bf16 finds native bf16; elsewhere they are skipped and the reason is printed and stored.
+FLOPs are counted by torch's FlopCounterMode (`flops`; a multiply-add is 2), for any network. bf16 rows run
+only where train.native_bf16 finds native bf16; elsewhere they are skipped and the reason is printed and
+stored.
 """
 import argparse
 import json
@@ -122,7 +123,8 @@ def bench_model(name, amp, device, batch, n_train, epochs, sync, seed=0):
     args.learning_rate = train.PAPER["learning_rate"]
     args.recipe = net.defaults.get("recipe", "keras")   # as train.py trains this network
     rng = np.random.default_rng(seed)
-    streams = [torch.from_numpy(rng.integers(0, 256, (n_train + batch, net.size, net.size, 3), dtype=np.uint8))
+    streams = [torch.from_numpy(rng.integers(0, 256, (n_train + batch, net.size, net.size, 3),
+                                             dtype=np.uint8))
                .to(device) for _ in net.modes]
     y = torch.from_numpy(rng.integers(0, 5, n_train + batch)).to(device)
     steps = []   # time after each optimizer step; an epoch is n_train / batch steps

@@ -105,7 +105,7 @@ def compare_runs(run_a, run_b):
     seeds = sorted(set(A) & set(B))
     if not seeds:
         raise datasets.DataError(f"{run_a} (seeds {' '.join(map(str, A))}) and {run_b} "
-                           f"(seeds {' '.join(map(str, B))}) have no seed in common")
+                                 f"(seeds {' '.join(map(str, B))}) have no seed in common")
     out = dict(a=run_a, b=run_b, seeds=seeds, resamples=metrics.RESAMPLES, bootstrap_seed=metrics.BOOT_SEED,
                per_seed={})
     for s in seeds:
@@ -115,7 +115,7 @@ def compare_runs(run_a, run_b):
                 out.setdefault("partial", {}).setdefault(side, {})[str(s)] = runfolder.partial_note(m)
         if ca["classes"] != cb["classes"]:
             raise datasets.DataError(f"{run_a} has classes {' '.join(ca['classes'])}, "
-                               f"{run_b} {' '.join(cb['classes'])}")
+                                     f"{run_b} {' '.join(cb['classes'])}")
         same_samples(pa, pb, run_a, run_b)
         if (pa.label != pb.label).any():
             if not (ca.get("shuffle_labels") or cb.get("shuffle_labels")):
@@ -184,7 +184,8 @@ def parser():
                                 "B - A of accuracy, UF1 and UAR with a paired bootstrap over subjects, and "
                                 "McNemar's exact test; multi-seed folders seed by seed, with a t-test over "
                                 "seeds.")
-    p.add_argument("run_a", metavar="RUN_A", help="a run folder (train.py --weight_save_path) or --seeds one, "
+    p.add_argument("run_a", metavar="RUN_A",
+                   help="a run folder (train.py --weight_save_path) or --seeds one, "
                    "or a predictions CSV of another tool (subject, clip, label, prediction [, onset])")
     p.add_argument("run_b", metavar="RUN_B", help="the same")
     p.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")

@@ -99,8 +99,8 @@ def check_modes(samples, image_mode):
 
 @dataclass
 class Streams:
-    """x: uint8 (S, N, H, W, 3), H = W = 227 (28 for O) - stream-major, channels last, so one stream's batch is a
-    contiguous gather that torch sees as channels_last NCHW without a copy."""
+    """x: uint8 (S, N, H, W, 3), H = W = 227 (28 for O) - stream-major, channels last, so one stream's batch
+    is a contiguous gather that torch sees as channels_last NCHW without a copy."""
     x: np.ndarray
     y: np.ndarray
     subjects: np.ndarray
@@ -126,8 +126,8 @@ def load_streams(samples, cache_dir, image_mode, encoding="fixed", face="auto", 
         keys = list(dict.fromkeys(k for m in image_mode for k in pp.stream_keys(m, image)))
         c = caches.read_cache(path, settings, keys, sources, why)
         if c is None:
-            raise DataError(f"{path}: cache {caches.CACHE_FAULTS[why[-1]]} (run save_preprocess_weight.py with "
-                            f"the same --cache_dir and settings)")
+            raise DataError(f"{path}: cache {caches.CACHE_FAULTS[why[-1]]} (run save_preprocess_weight.py "
+                            f"with the same --cache_dir and settings)")
         for s, m in enumerate(image_mode):
             x[s, i] = pp.stream(c, m)
     return Streams(x, t.label.to_numpy(np.int64, copy=True),

@@ -79,8 +79,9 @@ def device(p, default="auto", amp=True):
                        help="mixed precision; auto = bf16 on a GPU with native bf16, else none (fp32); "
                        "bf16 where it is not native is refused")
     p.add_argument("--tf32", action="store_true",
-                   help="CUDA, compute capability 8.0+: let cuDNN and cuBLAS run fp32 convolutions and matrix "
-                   "products in TF32 (faster, a 10-bit mantissa: other results); without it fp32 is fp32")
+                   help="CUDA, compute capability 8.0+: let cuDNN and cuBLAS run fp32 convolutions and "
+                   "matrix products in TF32 (faster, a 10-bit mantissa: other results); without it "
+                   "fp32 is fp32")
     p.add_argument("--deterministic", action="store_true",
                    help="CUDA: deterministic algorithms only, no cuDNN autotuning (slower), so a run repeats "
                    "bit for bit on the same GPU and software; CPU runs are deterministic without it")

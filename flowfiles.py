@@ -195,7 +195,8 @@ def _previous_export(out):
         there = sorted(ours & set(os.listdir(out))) if os.path.isdir(out) else []
         if there:
             raise DataError(f"{out}: holds {', '.join(there)} but no {MANIFEST}, so what an export wrote "
-                            f"there cannot be told from other files: export into a new folder, or remove them")
+                            f"there cannot be told from other files: export into a new folder, "
+                            f"or remove them")
         return []
     try:
         with open(path, "rb") as f:
@@ -242,9 +243,9 @@ def composite_refusal(classes):
     MEGC 2019's codes, given by class name."""
     if all(c in MEGC_CODES for c in classes):
         return None
-    return (f"its labels are MEGC 2019's 0 negative, 1 positive, 2 surprise, and the {len(classes)}-class set "
-            f"({', '.join(classes)}) does not map onto them: export with --num_classes 3 (the composite's "
-            f"classes) for them")
+    return (f"its labels are MEGC 2019's 0 negative, 1 positive, 2 surprise, and the {len(classes)}-class "
+            f"set ({', '.join(classes)}) does not map onto them: export with --num_classes 3 "
+            f"(the composite's classes) for them")
 
 
 def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", folds=False, skip=()):
@@ -272,7 +273,8 @@ def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", 
     twice = t.duplicated(["subject", "filename"], keep=False).to_numpy()   # CAS(ME)^3: add the onset
     refused = composite_refusal(samples.classes)
     plan, owners = [], {}
-    for (row, path, settings, sources), dup in zip(caches.cache_jobs(samples, cache_dir, encoding, face, flow),
+    for (row, path, settings, sources), dup in zip(caches.cache_jobs(samples, cache_dir, encoding, face,
+                                                                     flow),
                                                    twice):
         if sample_id(row) in skip:
             continue
@@ -332,8 +334,10 @@ def export(samples, cache_dir, out, encoding="fixed", face="auto", flow="ipol", 
         label = row["label"]
         rows.append(dict(subject=str(row["subject"]), clip=e["csv_clip"], emotion=samples.classes[label],
                          flow=e["flo"], apex_image=apex_rel, dataset=e["dataset"], sub=e["subject"],
-                         filename_o=e["clip"], name=e["name"], imagename=f"{e['name']}.png" if apex_rel else "",
-                         label=MEGC_CODES.get(samples.classes[label]), flow_array=c["flow"], apex_png=apex_png))
+                         filename_o=e["clip"], name=e["name"],
+                         imagename=f"{e['name']}.png" if apex_rel else "",
+                         label=MEGC_CODES.get(samples.classes[label]), flow_array=c["flow"],
+                         apex_png=apex_png))
     if no_flow:
         print(f"export: {len(no_flow)} samples have no float flow to export (8-bit flow images), "
               f"e.g. {no_flow[0]}: skipped")

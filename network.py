@@ -310,7 +310,8 @@ def trunk_conv2(model):
 
 declare(SSSN, modes=["G"], pretrained=True, cam=trunk_conv2)
 declare(DSSN, modes=["F", "G"], streams=(2, None), fusions=DSSN.MODES, fusion="mul", pretrained=True,
-        cam=trunk_conv2, help="DSSN: one shallow trunk per stream (two is the paper's), fused by --combination_mode")
+        cam=trunk_conv2,
+        help="DSSN: one shallow trunk per stream (two is the paper's), fused by --combination_mode")
 # STSTNet's published training (main.py): torch's Adam at lr 5e-5, batch 256, 800 epochs, plain
 # cross-entropy, torch's default initialisation, batches in order (recipe plain), last epoch
 declare(STSTNet, modes=["O"], size=28, recipe="plain", batch_size=256, learning_rate=5e-5, epochs=800,

@@ -10,8 +10,8 @@ Classify a new clip with a model from `train.py --final`, and show what it looke
 The pair goes through the training code: preprocess.features (dlib eye alignment on the onset,
 TV-L1 flow onset -> apex) with the face mode and encoding stored in final.pt, then the streams
 (u, v, F / S / G) as dataloader builds them; a model trained on flow files (--catego FLOWS) gets
-the new clip's flow made into what its files held (flow_files). Frame numbers of a video count from 0 (an image
-sequence given as a printf pattern counts from its first image). Without --apex_frame the apex
+the new clip's flow made into what its files held (flow_files). Frame numbers of a video count from 0 (an
+image sequence given as a printf pattern counts from its first image). Without --apex_frame the apex
 is the frame of greatest optical-flow energy from the onset within --onset_frame..--offset_frame
 (default: the next --window frames). Prints the predicted class and every class's probability
 (--json: one JSON object). --cam draws, for each stream, a HiResCAM map (Grad-CAM with the
@@ -145,8 +145,8 @@ def flow_files(ckpt, path):
     if not files:
         return None
     if len(trained) > 1:
-        raise PredictError(f"{path}: trained on flow files of several kinds ({', '.join(trained)}): a new clip "
-                           f"can be made into one only; train on one kind of flow file")
+        raise PredictError(f"{path}: trained on flow files of several kinds ({', '.join(trained)}): a new "
+                           f"clip can be made into one only; train on one kind of flow file")
     s = files[0]
     want = json.loads(json.dumps(pp.file_settings(s["kind"], s.get("encoding"))))
     if {k: s.get(k) for k in want} != want:
@@ -154,7 +154,8 @@ def flow_files(ckpt, path):
               "preprocess.py's: predictions may be off", file=sys.stderr)
     sizes = s.get("image_size", [[pp.STSTNET_SIZE] * 2]) if s["kind"] == "image" else [[0, 0]]
     if len(sizes) != 1 or sizes[0][0] != sizes[0][1]:
-        raise PredictError(f"{path}: trained on 8-bit flow images of sizes {', '.join(f'{h}x{w}' for h, w in sizes)}"
+        raise PredictError(f"{path}: trained on 8-bit flow images of sizes "
+                           f"{', '.join(f'{h}x{w}' for h, w in sizes)}"
                            f": a new clip's flow image is made at one square size; train on images of one")
     return s
 
@@ -354,7 +355,8 @@ def predict(weights, onset=None, apex=None, video=None, onset_frame=None, apex_f
     feats = pp.features(on, ap, face=face, encoding=encoding, onset_name=name, flow=flow)
     if files is not None and files["kind"] == "image":
         side = files.get("image_size", [[pp.STSTNET_SIZE] * 2])[0][0]
-        feats = {k: v for k, v in feats.items() if k != "F"} | pp.image_features(pp.flow_image(feats["flow"], side))
+        feats = {k: v for k, v in feats.items() if k != "F"} \
+            | pp.image_features(pp.flow_image(feats["flow"], side))
     probs, cams = run_model(model, streams(feats, ckpt["image_mode"], device), cam_method if cam else None,
                             net.cam(model) if cam else ())
     classes = ckpt["classes"]

@@ -93,8 +93,9 @@ def check_config(run, config):
     """Before a fold (or final.pt) is written: its folder still has this run's config.json. Another
     process may have set the folder up again (open_run) while this one trained its first fold."""
     if read_config(run) != config:
-        raise datasets.DataError(f"{run}/config.json was replaced by another run's settings while this one trained: "
-                           f"its result is not written; use another --weight_save_path, or --new")
+        raise datasets.DataError(f"{run}/config.json was replaced by another run's settings while this one "
+                                 f"trained: its result is not written; use another --weight_save_path, "
+                                 f"or --new")
 
 
 def beside(run):
@@ -132,10 +133,10 @@ def open_run(run, config, new=False):
             if k == "samples" and old.get(k) != config[k]:   # the same flags on changed data: folds never mix
                 why = data_changes(old[k], config[k]) if k in old else "config.json records no samples"
                 raise datasets.DataError(f"{run} was trained on other data ({why}): use --new or another "
-                                   f"--weight_save_path")
+                                         f"--weight_save_path")
             if old.get(k) != config[k]:
-                raise datasets.DataError(f"{run} was made with {k}={old.get(k)!r}, this run has {config[k]!r}: "
-                                   f"use another --weight_save_path, or --new")
+                raise datasets.DataError(f"{run} was made with {k}={old.get(k)!r}, this run has "
+                                         f"{config[k]!r}: use another --weight_save_path, or --new")
     else:
         utils.atomic_write(os.path.join(run, "config.json"),
                            lambda f: f.write(json.dumps(config, indent=2).encode()))
@@ -223,7 +224,7 @@ def read_folds(run, config):
             path = os.path.join(run, "folds", name)
             if name not in held:
                 raise datasets.DataError(f"{path}: a fold of {name[:-5]}, which is not in this run's data "
-                                   f"({len(config['folds'])} folds): move it out of the folder")
+                                         f"({len(config['folds'])} folds): move it out of the folder")
             fold, why = read_fold(path)
             if why is not None:
                 unreadable[path] = why
@@ -422,13 +423,13 @@ def summarize_seeds(run, log=print, partial=False):
     for s, m in got.items():
         for k in sorted(set(base(m["config"])) | set(base(first["config"]))):
             if m["config"].get(k) != first["config"].get(k):
-                raise datasets.DataError(f"{folders[s]} was made with {k}={m['config'].get(k)!r}, {folders[s0]} "
-                                   f"with {first['config'].get(k)!r}: the seeds of one folder must share "
-                                   f"every setting")
+                raise datasets.DataError(f"{folders[s]} was made with {k}={m['config'].get(k)!r}, "
+                                         f"{folders[s0]} with {first['config'].get(k)!r}: the seeds of one "
+                                         f"folder must share every setting")
         if (m["samples"], m["folds_found"]) != (first["samples"], first["folds_found"]):
             raise datasets.DataError(f"{folders[s]} has {m['samples']} samples in {m['folds']} folds, "
-                               f"{folders[s0]} {first['samples']} in {first['folds']}: the seeds of one "
-                               f"summary must hold the same folds")
+                                     f"{folders[s0]} {first['samples']} in {first['folds']}: the seeds of "
+                                     f"one summary must hold the same folds")
     seeds, runs = list(got), list(got.values())
     mean, sd = metrics.mean_sd(runs, metrics.HEADLINE)
     ap_mean, ap_sd = metrics.mean_sd([m["authors_protocol"] for m in runs], AP_KEYS)
@@ -535,7 +536,7 @@ def load_runs(run):
             raise datasets.DataError(f"{folder}: not a run folder (no config.json, no seed<N>/ run folders)")
         if not os.path.isfile(path):
             raise datasets.DataError(f"{folder}: no predictions.csv (not finished? "
-                               f"python train.py --summarize {folder})")
+                                     f"python train.py --summarize {folder})")
         config = read_config(folder)
         with open(os.path.join(folder, "summary.json")) as f:
             summary = json.load(f)

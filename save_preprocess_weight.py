@@ -127,7 +127,8 @@ def run(args):
         return 1 if check(samples) else 0
     if args.show is not None:
         if not 0 <= args.show < len(samples.table):
-            raise datasets.DataError(f"--show {args.show}: the dataset has samples 0..{len(samples.table) - 1}")
+            raise datasets.DataError(f"--show {args.show}: the dataset has samples "
+                                     f"0..{len(samples.table) - 1}")
         show(samples, cache_dir, args.show, args.out, args.encoding, args.face, args.flow)
         return 0
     print(datasets.describe(samples))
@@ -137,8 +138,8 @@ def run(args):
         print(caches.failure_table(failures))
     print(f"caches in {cache_dir}: {len(samples.table) - len(failures)} of {len(samples.table)} samples")
     if args.export:
-        flowfiles.export(samples, cache_dir, args.export, args.encoding, args.face, args.flow, args.export_folds,
-               skip={s for s, _ in failures})
+        flowfiles.export(samples, cache_dir, args.export, args.encoding, args.face, args.flow,
+                         args.export_folds, skip={s for s, _ in failures})
     return 1 if failures else 0
 
 

@@ -37,8 +37,8 @@ import caches
 import dataloader as dl
 import datasets
 import flags
-from network import FORMATS, build_model, count_parameters, load_pretrained, read_pretrained, weights_format
 import network
+from network import FORMATS, build_model, count_parameters, load_pretrained, read_pretrained, weights_format
 import preprocess as pp
 import recipes
 import runfolder
@@ -49,6 +49,7 @@ PAPER = dict(batch_size=60, learning_rate=1e-4, epochs=100)
 # The demo has 40 training samples a fold: batch 60 would give one optimiser step per epoch,
 # so it trains with more, smaller steps (see README).
 DEMO = dict(batch_size=10, learning_rate=1e-3, epochs=8)
+# --final trains one model on every sample: these flags would be silently ignored
 NOT_FINAL = ("subjects", "shard", "save_weights", "protocol", "seeds")
 
 
@@ -73,10 +74,10 @@ def parser():
                    + ", ".join(f"({d.name} {d.fusion})" for d in models if d.fusions))
     m.add_argument("--recipe", default=None, choices=recipes.RECIPES,
                    help="keras (default; STSTNet: plain): as the authors' Keras 2 code trained (batches in "
-                   "subject and sheet order, Keras' Adam with its step counter carried across folds, he_normal "
-                   "biases, clipped cross-entropy); pytorch: shuffled batches, a fresh torch Adam per fold, "
-                   "zero biases, plain cross-entropy; plain: torch's Adam at a fixed lr, batches in sheet "
-                   "order, torch's default initialisation, plain cross-entropy (STSTNet's script)")
+                   "subject and sheet order, Keras' Adam with its step counter carried across folds, "
+                   "he_normal biases, clipped cross-entropy); pytorch: shuffled batches, a fresh torch Adam "
+                   "per fold, zero biases, plain cross-entropy; plain: torch's Adam at a fixed lr, batches "
+                   "in sheet order, torch's default initialisation, plain cross-entropy (STSTNet's script)")
     m.add_argument("--batch_size", type=utils.positive_int,
                    help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
     m.add_argument("--epochs", type=utils.positive_int,
@@ -149,21 +150,22 @@ def resolve_network(args, net):
     for m in args.image_mode:
         if m in pp.MODES and pp.stream_size(m) != net.size:
             fit = " ".join(k for k in pp.MODES if pp.stream_size(k) == net.size)
-            raise dl.DataError(f"--image_mode {m}: {args.model} takes {net.size}x{net.size} streams ({fit}); "
-                               f"{m} is {pp.stream_size(m)}x{pp.stream_size(m)}")
+            raise datasets.DataError(f"--image_mode {m}: {args.model} takes {net.size}x{net.size} streams "
+                                     f"({fit}); {m} is {pp.stream_size(m)}x{pp.stream_size(m)}")
     if not net.takes(len(args.image_mode)):
         raise datasets.DataError(f"--image_mode {' '.join(args.image_mode)}: {args.model} takes "
-                           f"{net.streams_text()} stream{'s' * (net.streams != (1, 1))}, one mode each "
-                           f"(e.g. --image_mode {' '.join(net.modes)})")
+                                 f"{net.streams_text()} stream{'s' * (net.streams != (1, 1))}, one mode each "
+                                 f"(e.g. --image_mode {' '.join(net.modes)})")
     if not net.fusions and args.combination_mode:
         raise datasets.DataError(f"--combination_mode {args.combination_mode}: {args.model} fuses no streams")
     if net.fusions:
         args.combination_mode = args.combination_mode or net.fusion
         if args.combination_mode not in net.fusions:
             raise datasets.DataError(f"--combination_mode {args.combination_mode}: {args.model} takes "
-                               f"{', '.join(net.fusions)}")
+                                     f"{', '.join(net.fusions)}")
     if args.pretrained != "none" and not net.pretrained:
-        raise datasets.DataError(f"--pretrained: {args.model} has no AlexNet conv1/conv2 to fill (use --pretrained none)")
+        raise datasets.DataError(f"--pretrained: {args.model} has no AlexNet conv1/conv2 to fill "
+                                 f"(use --pretrained none)")
 
 
 def resolve(args):
@@ -196,8 +198,8 @@ def resolve(args):
     spec = datasets.DATASETS[args.catego]
     if args.protocol == "lodo" and not ("parts" in spec or spec.get("flows")):
         raise datasets.DataError("--protocol lodo holds out one dataset of a composite: "
-                           "it needs --catego COMPOSITE (or FLOWS with several datasets), "
-                           f"not {args.catego}")
+                                 "it needs --catego COMPOSITE (or FLOWS with several datasets), "
+                                 f"not {args.catego}")
     tag = "demo" if args.demo else args.catego
     # another --demo_dir caches apart from the default demo's, in a folder named by its path
     demo = "demo" if os.path.normpath(args.demo_dir) == "demo" else \
@@ -338,7 +340,7 @@ def read_data(args):
     held_out = sorted(set(samples.table[field]))
     if len(held_out) < 2 and not args.final:   # its one fold would train on nothing
         raise datasets.DataError(f"--protocol {args.protocol} holds out one {field} a fold and trains on the "
-                           f"others: the data has 1 {field} ({held_out[0]})")
+                                 f"others: the data has 1 {field} ({held_out[0]})")
     # read (and checked) once, copied into every fold's fresh model
     pretrained = None if args.pretrained == "none" else read_pretrained(args.pretrained)
     return samples, runfolder.run_config(args, samples), pretrained
@@ -373,11 +375,14 @@ def describe(args, config, pretrained, log):
           f"seed {args.seed}"
         + (" (demo settings)" if args.demo else " (its publication's settings unless given)"
            if network.MODELS[args.model].defaults else " (authors' settings unless given)"))
-    init = {"keras": "Keras he_normal", "pytorch": "port-style He-normal", "plain": "torch's default"}[args.recipe]
+    init = {"keras": "Keras he_normal", "pytorch": "port-style He-normal",
+            "plain": "torch's default"}[args.recipe]
     if network.MODELS[args.model].pretrained:
-        log("conv1/conv2: " + (f"pretrained from {args.pretrained} ({FORMATS[weights_format(args.pretrained)]}, "
+        log("conv1/conv2: " + (f"pretrained from {args.pretrained} "
+                               f"({FORMATS[weights_format(args.pretrained)]}, "
                                f"sha256 {config['pretrained']})" if pretrained else
-                               f"{init} initialisation (no --pretrained file; the authors used ImageNet AlexNet)"))
+                               f"{init} initialisation (no --pretrained file; the authors used "
+                               f"ImageNet AlexNet)"))
     else:
         log(f"{init} initialisation")
 
@@ -399,7 +404,7 @@ def plan(args, data):
         unknown = set(args.subjects) - {s for s, _, _ in splits}
         if unknown:
             raise datasets.DataError(f"--subjects {' '.join(sorted(unknown))}: not in the data "
-                               f"({field}: {' '.join(s for s, _, _ in splits)})")
+                                     f"({field}: {' '.join(s for s, _, _ in splits)})")
         mine = [s for s in splits if s[0] in args.subjects]
     if args.shard:
         i, n = args.shard
@@ -525,7 +530,7 @@ def run_seeds(args):
     top = runfolder.beside(top) if args.new and os.path.exists(top) else top
     if os.path.isfile(os.path.join(top, "config.json")):
         raise datasets.DataError(f"{top} is a one-seed run folder: give --seeds another --weight_save_path, "
-                           f"or --new")
+                                 f"or --new")
     for s in args.seeds:
         main_run(argparse.Namespace(**vars(args) | dict(seed=s, seeds=None, new=False,
                                                         weight_save_path=os.path.join(top, f"seed{s}"))))

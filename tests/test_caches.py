@@ -111,9 +111,8 @@ def test_caches_of_other_settings_live_side_by_side(data, tmp_path, capsys):
         assert caches.build_caches(one, cache, **kw) == []
         assert f"caches: 1 valid in {cache}, 0 to build" in capsys.readouterr().out
     assert [os.stat(m).st_mtime_ns for m in made] == stamps
-    tag = os.path.basename(os.path.dirname(os.path.dirname(caches.cache_file(cache, one.table.iloc[0],
-                                                                         caches.cache_settings(one.table.iloc[0],
-                                                                                           "minmax")))))
+    tag = os.path.basename(os.path.dirname(os.path.dirname(
+        caches.cache_file(cache, one.table.iloc[0], caches.cache_settings(one.table.iloc[0], "minmax")))))
     assert tag.startswith("dlib-minmax-ipol-")
 
 
@@ -162,7 +161,8 @@ def test_read_cache_says_why_and_load_streams_passes_it_on(data, tmp_path, monke
     # there but unreadable: an error naming the file, not a rebuild
     os.remove(path)
     os.mkdir(path)
-    with pytest.raises(caches.CacheError, match=f"^{re.escape(path)}: cannot read cache \\(Is a directory\\)$"):
+    with pytest.raises(caches.CacheError,
+                       match=f"^{re.escape(path)}: cannot read cache \\(Is a directory\\)$"):
         caches.read_cache(path, settings, ["u"], sources)
     os.rmdir(path)
     fake_cache(path, row, settings, sources)

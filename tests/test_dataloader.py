@@ -247,7 +247,8 @@ def test_casme_real_counts(tmp_path):
 
 
 def test_samm_real_counts(tmp_path):
-    five = [e for e, n in SAMM_EMOTIONS.items() for _ in range(n) if e.lower() in datasets.class_set("SAMM", 5)]
+    five = [e for e, n in SAMM_EMOTIONS.items() for _ in range(n)
+            if e.lower() in datasets.class_set("SAMM", 5)]
     other = [e for e, n in SAMM_EMOTIONS.items() for _ in range(n)
              if e.lower() not in datasets.class_set("SAMM", 5)]
     subjects = [f"{k:03d}" for k in range(6, 6 + 29)]

@@ -97,7 +97,8 @@ def test_arch_list_covers_a_gpu_as_cuda_binaries_run():
                    ((10, 3), True), ((12, 1), True), ((6, 1), False), ((11, 0), False)):
         assert flags.arch_supported(cc, ARCH_CU130) == ok, cc
     assert not flags.arch_supported((8, 0), ["sm_86"]) and flags.arch_supported((8, 9), ["sm_86"])
-    assert flags.arch_supported((7, 0), ["sm_60", "compute_60"]) and not flags.arch_supported((7, 0), ["sm_60"])
+    assert flags.arch_supported((7, 0), ["sm_60", "compute_60"]) \
+        and not flags.arch_supported((7, 0), ["sm_60"])
 
 
 def test_auto_says_in_one_line_why_it_runs_on_the_cpu(monkeypatch, capsys):
@@ -108,16 +109,18 @@ def test_auto_says_in_one_line_why_it_runs_on_the_cpu(monkeypatch, capsys):
     # a machine with an NVIDIA GPU that torch cannot use: the line says why
     monkeypatch.setattr(flags, "nvidia_driver", lambda: (True, "550.54.15"))
     monkeypatch.setattr(torch.version, "cuda", "13.0")
-    for driver, cuda, why in (("550.54.15", "13.0", "NVIDIA driver 550.54.15 is older than the 580 that torch "
-                                                    f"{torch.__version__}'s CUDA 13.0 needs"),
+    for driver, cuda, why in (("550.54.15", "13.0", "NVIDIA driver 550.54.15 is older than the 580 that "
+                                                    f"torch {torch.__version__}'s CUDA 13.0 needs"),
                               ("590.44.01", "13.0", "cannot use the NVIDIA GPU (driver 590.44.01)"),
                               ("550.54.15", None, f"torch {torch.__version__} is a CPU build")):
         monkeypatch.setattr(flags, "nvidia_driver", lambda: (True, driver))
         monkeypatch.setattr(torch.version, "cuda", cuda)
         assert flags.resolve_device("auto") == "cpu"
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and why in err and err.endswith("(README, GPU): running on the CPU\n"), err
-        with pytest.raises(utils.UserError, match=r"^--device cuda: torch sees no CUDA device \(.*README, GPU"):
+        assert err.count("\n") == 1 and why in err \
+            and err.endswith("(README, GPU): running on the CPU\n"), err
+        with pytest.raises(utils.UserError,
+                           match=r"^--device cuda: torch sees no CUDA device \(.*README, GPU"):
             flags.resolve_device("cuda")
     # a GPU this torch build has no kernels for (a V100 under a CUDA 13 build): auto says so and
     # uses the CPU, an explicit --device cuda is refused
@@ -137,7 +140,8 @@ def test_auto_says_in_one_line_why_it_runs_on_the_cpu(monkeypatch, capsys):
 
 def test_tf32_only_where_there_is_tf32(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(utils.UserError, match=r"^--tf32: TF32 is a mode of NVIDIA GPUs .* this run is on cpu$"):
+    with pytest.raises(utils.UserError,
+                       match=r"^--tf32: TF32 is a mode of NVIDIA GPUs .* this run is on cpu$"):
         flags.resolve_device("cpu", tf32=True)
     fake_gpus(monkeypatch, (8, 0), (7, 5))
     assert flags.resolve_device("cuda:0", tf32=True) == "cuda:0"
@@ -177,7 +181,8 @@ def test_cuda_numerics_are_fp32_and_set_whole_each_run(torch_flags, monkeypatch)
     flags.cuda_numerics()
     # cuDNN's default would run fp32 convolutions in TF32
     assert not b.cudnn.allow_tf32 and not b.cuda.matmul.allow_tf32 and b.cudnn.conv.fp32_precision != "tf32"
-    assert b.cudnn.benchmark and not b.cudnn.deterministic and not torch.are_deterministic_algorithms_enabled()
+    assert b.cudnn.benchmark and not b.cudnn.deterministic \
+        and not torch.are_deterministic_algorithms_enabled()
     flags.cuda_numerics(tf32=True, deterministic=True)
     assert b.cudnn.allow_tf32 and b.cuda.matmul.allow_tf32 and b.cudnn.conv.fp32_precision == "tf32"
     assert not b.cudnn.benchmark and b.cudnn.deterministic and torch.are_deterministic_algorithms_enabled()

@@ -34,7 +34,8 @@ def tiny(*extra, epochs=1):
 
 # ---------------------------------------------------------------------------------------------
 # FLOWS: optical flow computed elsewhere (the demo's own flow exported by save_preprocess_weight,
-# conftest.demo_export, demo_export3), in each file format and both layouts of the MEGC 2019 composite's images
+# conftest.demo_export, demo_export3), in each file format and both layouts of the MEGC 2019
+# composite's images
 
 def flow_streams(csv, root, cache, modes, catego="FLOWS"):
     samples = dl.read_samples(csv, root, catego)
@@ -124,7 +125,8 @@ def test_composite_export_on_disk_as_published(demo, demo_export3):
         assert where == sorted(os.path.join(h, "u_test" if h == sub else "u_train", str(code), f"{name} .png")
                                for h in subjects), name
         apex = cv2.imread(os.path.join(demo_export3, flowfiles.EXPORT["apex"], f"{name}.png"))
-        assert np.array_equal(apex, cv2.imread(os.path.join(demo_export3, "flo", sub, f"{r.filename}_apex.png")))
+        assert np.array_equal(apex, cv2.imread(os.path.join(demo_export3, "flo", sub,
+                                                            f"{r.filename}_apex.png")))
     assert set(csv.imagename) == {f"{n}.png" for n in csv["sub"] + "_" + csv.filename_o}
 
 
@@ -181,7 +183,8 @@ def test_per_fold_layout_faults_are_named_and_its_subjects_give_the_datasets(dem
     os.makedirs(root / "s04" / "u_train" / "0")
     shutil.copy(next(iter((root / "sub01" / "u_test" / "0").iterdir())), root / "sub01" / "u_test" / "1")
     os.makedirs(root / "sub01" / "u_test" / "3")
-    shutil.copy(next(iter((root / "sub01" / "u_test" / "2").iterdir())), root / "sub01" / "u_test" / "3" / "x .png")
+    shutil.copy(next(iter((root / "sub01" / "u_test" / "2").iterdir())),
+                root / "sub01" / "u_test" / "3" / "x .png")
     s = dl.read_samples(None, str(root), "FLOWS")
     assert sorted(set(s.table.subject)) == ["006", "s03", "sub01"]
     assert dict(zip(s.table.subject, s.table.dataset)) == {"sub01": "casme2", "006": "samm", "s03": "smic"}
@@ -193,8 +196,8 @@ def test_per_fold_layout_faults_are_named_and_its_subjects_give_the_datasets(dem
         dl.read_samples(None, os.path.join(demo_export3, flowfiles.EXPORT["images"]), "FLOWS")
     bad = pd.DataFrame({"subject": ["P1"], "clip": ["a"], "label": ["happy"]})
     bad.to_csv(tmp_path / "x.csv", index=False)
-    with pytest.raises(datasets.DataError, match=r"x.csv: expected columns subject, clip, emotion, flow .* it has "
-                                           r"subject, clip, label$"):
+    with pytest.raises(datasets.DataError, match=r"x.csv: expected columns subject, clip, emotion, flow "
+                                                 r".* it has subject, clip, label$"):
         dl.read_samples(str(tmp_path / "x.csv"), str(tmp_path), "FLOWS")
 
 
@@ -203,13 +206,14 @@ def test_per_fold_layout_faults_are_named_and_its_subjects_give_the_datasets(dem
 
 def test_reexport_replaces_its_own_files_and_never_the_users(demo, tmp_path, capsys):
     out = tmp_path / "out"
-    base = ["--csv_path", demo["sheet"], "--root", demo["root"], "--catego", "CASME", "--cache_dir", demo["cache"],
-            "--workers", "1", "--export", str(out), "--export_folds"]
+    base = ["--csv_path", demo["sheet"], "--root", demo["root"], "--catego", "CASME", "--cache_dir",
+            demo["cache"], "--workers", "1", "--export", str(out), "--export_folds"]
     files = lambda: sorted(os.path.relpath(os.path.join(r, n), out) for r, _, ns in os.walk(out) for n in ns)
     # 5 classes: the composite's format refused in one line, flows.csv (class names) written
     assert spw.main(base) == 0
     said = [line for line in capsys.readouterr().out.splitlines() if "not written" in line]
-    assert len(said) == 1 and said[0].endswith("export with --num_classes 3 (the composite's classes) for them")
+    assert len(said) == 1 \
+        and said[0].endswith("export with --num_classes 3 (the composite's classes) for them")
     assert len(pd.read_csv(out / "flows.csv")) == 20 and not (out / flowfiles.EXPORT["images"]).exists()
     (out / "notes.txt").write_text("mine")
     assert spw.main(base + ["--num_classes", "3"]) == 0
@@ -220,29 +224,32 @@ def test_reexport_replaces_its_own_files_and_never_the_users(demo, tmp_path, cap
     capsys.readouterr()
     manifest = json.loads((out / flowfiles.MANIFEST).read_text())["files"]
     assert sorted(manifest + [flowfiles.MANIFEST, "notes.txt",
-                              os.path.join(flowfiles.EXPORT["folds"], "casme2_01", "u_test", "1", "mine.txt")]) \
+                              os.path.join(flowfiles.EXPORT["folds"], "casme2_01",
+                                           "u_test", "1", "mine.txt")]) \
         == files()
     csv = pd.read_csv(out / flowfiles.EXPORT["images_csv"])
     assert len(csv) == len(pd.read_csv(out / "flows.csv")) == 12 and set(csv.label) == {0, 2}
     assert len([f for f in files() if f.endswith(".flo")]) == 12
     pngs = [f for f in files() if f.startswith(flowfiles.EXPORT["folds"]) and f.endswith(" .png")]
-    assert len(pngs) == 4 * 12 and len({(f.split(os.sep)[1], os.path.basename(f)) for f in pngs}) == 48   # once a fold
+    assert len(pngs) == 4 * 12 \
+        and len({(f.split(os.sep)[1], os.path.basename(f)) for f in pngs}) == 48   # once a fold
     # no manifest: what is there cannot be told from the user's files, refused in one line
     shutil.copytree(out, tmp_path / "copy")
     os.remove(tmp_path / "copy" / flowfiles.MANIFEST)
     at = lambda d: base[:-3] + ["--export", str(d)]
     assert spw.main(at(tmp_path / "copy")) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"{tmp_path / 'copy'}: holds " in err[0] and "but no export_manifest.json" in err[0]
+    assert len(err) == 1 and f"{tmp_path / 'copy'}: holds " in err[0] \
+        and "but no export_manifest.json" in err[0]
     # a file of the user's where the export would write (a positive sample's image): refused, kept
     s = dl.read_samples(demo["sheet"], demo["root"], "CASME", num_classes=3)
     happy = s.table[(s.table.label == 1) & (s.table.subject == "01")].filename.iloc[0]
     mine = out / flowfiles.EXPORT["images"] / f"casme2_01_{happy} .png"
     mine.write_text("mine")
     assert spw.main(base + ["--num_classes", "3"]) == 2
-    assert capsys.readouterr().err.strip() == (f"error: {mine}: there already and not written by an export of "
-                                               f"this project (not in export_manifest.json): export into a new "
-                                               f"folder, or move it")
+    assert capsys.readouterr().err.strip() == (f"error: {mine}: there already and not written by an "
+                                               f"export of this project (not in export_manifest.json): "
+                                               f"export into a new folder, or move it")
     assert mine.read_text() == "mine" and len(pd.read_csv(out / "flows.csv")) == 12   # nothing written
     # a manifest that names a file outside the export's own: refused, nothing removed
     (out / flowfiles.MANIFEST).write_text(json.dumps({"files": ["../notes.txt", "flows.csv"]}))
@@ -267,10 +274,12 @@ def write_flows(root, rows):
 
 def test_odd_subject_names_train_to_their_summary_and_export_apart(tmp_path, capsys):
     subjects = ["site1/P01", "a_b", "a/b"]
-    csv = write_flows(tmp_path, [(s, c, e) for s in subjects for c, e in (("01", "negative"), ("x", "surprise"))])
+    csv = write_flows(tmp_path, [(s, c, e) for s in subjects
+                                 for c, e in (("01", "negative"), ("x", "surprise"))])
     run = tmp_path / "run"
     argv = tiny("--catego", "FLOWS", "--path", csv, "--img_root", str(tmp_path), "--cache_dir",
-                str(tmp_path / "cache"), "--model", "SSSN", "--image_mode", "F", "--weight_save_path", str(run))
+                str(tmp_path / "cache"), "--model", "SSSN", "--image_mode", "F", "--weight_save_path",
+                str(run))
     assert train.main(argv) == 0
     s = json.loads((run / "summary.json").read_text())
     assert s["folds"] == 3 and s["samples"] == 6
@@ -291,8 +300,9 @@ def test_odd_subject_names_train_to_their_summary_and_export_apart(tmp_path, cap
         sorted(zip(samples.table.subject, samples.table.filename, samples.table.emotion))
     # two samples that would share the composite's image name: refused before anything is written
     clash = write_flows(tmp_path, [("a_b", "c", "negative"), ("a", "b_c", "surprise")])
-    with pytest.raises(datasets.DataError, match=r"^--export: samples a_b/c@0 and a/b_c@0 would both be written "
-                                                 r"as a_b_c: rename one of them \(subject or clip\)$"):
+    with pytest.raises(datasets.DataError, match=r"^--export: samples a_b/c@0 and a/b_c@0 would both be "
+                                                 r"written as a_b_c: rename one of them "
+                                                 r"\(subject or clip\)$"):
         flowfiles.export(dl.read_samples(clash, str(tmp_path), "FLOWS"), str(tmp_path / "cache"),
                          str(tmp_path / "out2"))
     assert not (tmp_path / "out2").exists()
@@ -315,7 +325,8 @@ def test_composite_export_reads_back_its_datasets_in_every_layout(demo, tmp_path
     comp = datasets.Samples(t, s.classes, "COMPOSITE", [])
     out = tmp_path / "out"
     assert flowfiles.export(comp, str(tmp_path / "cache"), str(out), folds=True) == 16
-    want = sorted(zip(t.subject, t.filename, t.emotion.map(dict(zip(t.emotion, [s.classes[k] for k in t.label]))),
+    want = sorted(zip(t.subject, t.filename,
+                      t.emotion.map(dict(zip(t.emotion, [s.classes[k] for k in t.label]))),
                       t.dataset.map({"CASME": "casme2", "SAMM": "samm", "SMIC": "smic"})))
     for csv, root in ((out / "flows.csv", out),
                       (out / flowfiles.EXPORT["images_csv"], out / flowfiles.EXPORT["images"]),
@@ -346,7 +357,8 @@ def test_model_of_composite_images_predicts_a_clip_with_its_cam(demo, demo_expor
                            "--weight_save_path", str(run))) == 0
     weights = str(run / "final.pt")
     ckpt = torch.load(weights, weights_only=True)
-    assert ckpt["preprocess"] == {"image": pp.file_settings("image", "fixed") | dict(   # what the streams were
+    # what the streams were
+    assert ckpt["preprocess"] == {"image": pp.file_settings("image", "fixed") | dict(
         scaling="u, v, strain min-max scaled per image and channel", image_size=[[28, 28]])}
     flows = dl.read_samples(csv, roots, "FLOWS")
     data = dl.load_streams(flows, cache, ["S", "G"])
@@ -366,7 +378,8 @@ def test_model_of_composite_images_predicts_a_clip_with_its_cam(demo, demo_expor
     ckpt["preprocess"]["image"]["image_size"] = [[28, 28], [64, 64]]
     torch.save(ckpt, tmp_path / "sizes.pt")
     with pytest.raises(predict.PredictError, match=r"sizes.pt: trained on 8-bit flow images of sizes 28x28, "
-                                                   r"64x64: a new clip's flow image is made at one square size"):
+                                                   r"64x64: a new clip's flow image is made at one "
+                                                   r"square size"):
         predict.predict(str(tmp_path / "sizes.pt"), onset=row.onset_path, apex=row.apex_path)
     ckpt["preprocess"]["float"] = pp.file_settings("float", "fixed")
     torch.save(ckpt, tmp_path / "mixed.pt")
@@ -378,7 +391,8 @@ def test_ststnet_stream_is_the_image_as_its_script_reads_it(demo, demo_export3, 
     # O: the 28x28 image, not enlarged, in cv2.imread's BGR order (STSTNet's main.py); from frames
     # the image --export writes (the float flow's, area-resized, min-max per channel)
     images = os.path.join(demo_export3, flowfiles.EXPORT["images"])
-    a, sa = flow_streams(os.path.join(demo_export3, flowfiles.EXPORT["images_csv"]), images, tmp_path / "a", ["O"])
+    a, sa = flow_streams(os.path.join(demo_export3, flowfiles.EXPORT["images_csv"]), images,
+                         tmp_path / "a", ["O"])
     assert sa.x.shape[2:] == (28, 28, 3) and "O" in dl.stream_modes(a)
     for k, path in enumerate(a.table.flow_path):
         assert np.array_equal(sa.x[0, k], cv2.imread(path)), path

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 import builders
 import dataloader as dl
 import network
-from network import (DSSN, IMAGENET_MEAN, LRN, MODELS, SSSN, Trunk, build_model, count_parameters, keras_he_normal_,
-                     load_pretrained)
+from network import (DSSN, IMAGENET_MEAN, LRN, MODELS, SSSN, Trunk, build_model, count_parameters,
+                     keras_he_normal_, load_pretrained)
 
 
 def lrn_reference(a, n=5, alpha=1e-4, beta=0.75, k=2.0):
@@ -370,8 +370,8 @@ def test_the_docs_example_network_runs_through_every_script(demo, tmp_path):
     bench = json.loads((code / "bench.json").read_text())
     assert bench["models"][name]["fp32"]["train_gflops"] > 0
     row = dl.read_samples(sheet, demo["root"], "CASME").table.iloc[0]
-    p = run("predict.py", "--weights", "final/final.pt", "--onset", row["onset_path"], "--apex", row["apex_path"],
-            "--device", "cpu", "--json")
+    p = run("predict.py", "--weights", "final/final.pt", "--onset", row["onset_path"], "--apex",
+            row["apex_path"], "--device", "cpu", "--json")
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)["prediction"] in summary["config"]["classes"]
 
@@ -472,7 +472,8 @@ def test_a_bf16_training_step_under_cuda_autocast_rules(model, mode, cpu_bf16_au
     from torch.optim.optimizer import register_optimizer_step_post_hook
     g = torch.Generator().manual_seed(0)
     net = MODELS[model]
-    streams = [torch.randint(0, 256, (3, net.size, net.size, 3), dtype=torch.uint8, generator=g) for _ in net.modes]
+    streams = [torch.randint(0, 256, (3, net.size, net.size, 3), dtype=torch.uint8, generator=g)
+               for _ in net.modes]
     has_lrn = any(isinstance(m, LRN) for m in build_model(model, 5, mode).modules())
     y = torch.tensor([0, 3, 1])
     steps = []

@@ -78,7 +78,8 @@ def test_open_run_refuses_other_settings_and_other_data(tmp_path):
     assert runfolder.open_run(run, config) == run and os.path.isdir(os.path.join(run, "folds"))
     assert runfolder.open_run(run, config) == run   # the same config: resumed
     # nothing trained in it yet: other settings set it up again (a retry after an early failure)
-    assert runfolder.open_run(run, config | dict(epochs=2)) == run and runfolder.read_config(run)["epochs"] == 2
+    assert runfolder.open_run(run, config | dict(epochs=2)) == run \
+        and runfolder.read_config(run)["epochs"] == 2
     assert runfolder.open_run(run, config) == run and runfolder.read_config(run) == config
     # once a fold file is there (even one that cannot be read), other settings and data are refused
     open(os.path.join(run, "folds", "01.json"), "w").close()

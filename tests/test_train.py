@@ -103,7 +103,8 @@ def test_a_folder_with_nothing_trained_takes_new_settings(dataset, tmp_path, cap
         m.setattr(train, "train_fold", crash)
         with pytest.raises(RuntimeError):
             run(dataset, out, "--subjects", "01", "--recipe", "pytorch")
-    assert json.loads((out / "config.json").read_text())["recipe"] == "pytorch" and not os.listdir(out / "folds")
+    assert json.loads((out / "config.json").read_text())["recipe"] == "pytorch" \
+        and not os.listdir(out / "folds")
     capsys.readouterr()
     assert run(dataset, out, "--subjects", "01", "--save_weights") == 0
     assert (f"{out}: nothing trained in it yet, so it is set up again with this run's settings (it was made "
@@ -128,8 +129,8 @@ def test_a_folder_with_nothing_trained_takes_new_settings(dataset, tmp_path, cap
         m.setattr(train, "train_fold", rival)
         assert run(dataset, race, "--subjects", "01") == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"error: {race}/config.json was replaced by another run's settings while this one trained: "
-                   "its result is not written; use another --weight_save_path, or --new")
+    assert err == (f"error: {race}/config.json was replaced by another run's settings while this one "
+                   "trained: its result is not written; use another --weight_save_path, or --new")
     assert not os.listdir(race / "folds")
 
 
@@ -403,8 +404,10 @@ def test_other_demo_dir_caches_apart(tmp_path, monkeypatch):
     (["--model", "SSSN", "--combination_mode", "add"], "SSSN fuses no streams"),
     (["--image_mode", "F", "X"], "--image_mode 'X' unknown"),
     (["--num_classes", "4"], "--num_classes 4 does not fit CASME"),
-    (["--model", "STSTNet", "--image_mode", "S"], "--image_mode S: STSTNet takes 28x28 streams (O); S is 227x227"),
-    (["--model", "STSTNet", "--pretrained", "partial.pt"], "--pretrained: STSTNet has no AlexNet conv1/conv2"),
+    (["--model", "STSTNet", "--image_mode", "S"],
+     "--image_mode S: STSTNet takes 28x28 streams (O); S is 227x227"),
+    (["--model", "STSTNet", "--pretrained", "partial.pt"],
+     "--pretrained: STSTNet has no AlexNet conv1/conv2"),
     (["--model", "DSSN", "--image_mode", "F", "O"], "--image_mode O: DSSN takes 227x227 streams (F S G)"),
     (["--subjects", "99"], "--subjects 99: not in the data"),
 ])
@@ -419,7 +422,8 @@ def test_ststnet_trains_with_its_published_settings(dataset, tmp_path):
     # batch 256, 800 epochs, recipe plain); given flags and the demo's settings take precedence
     a = train.resolve(train.parser().parse_args(["--device", "cpu", "--catego", "FLOWS", "--img_root", "x",
                                                  "--model", "STSTNet"]))
-    assert (a.batch_size, a.learning_rate, a.epochs, a.recipe, a.image_mode) == (256, 5e-5, 800, "plain", ["O"])
+    assert (a.batch_size, a.learning_rate, a.epochs, a.recipe, a.image_mode) \
+        == (256, 5e-5, 800, "plain", ["O"])
     assert train.resolve(train.parser().parse_args(["--device", "cpu", "--catego", "FLOWS", "--img_root", "x",
                                                     "--model", "DSSN"])).recipe == "keras"
     out = tmp_path / "stst"
