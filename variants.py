@@ -25,12 +25,13 @@ import sys
 
 import metrics
 import network
+import preprocess as pp
 import runfolder
 import train
 import utils
 
 PAPER_MODELS = ("SSSN", "DSSN")   # the paper's grid; --models takes any network of network.py
-MODES = ("F", "G", "S")   # the paper's order, so pairs read FG, FS, GS
+MODES = ("F", "G", "S", "O")   # the paper's order, so pairs read FG, FS, GS; O: STSTNet's 28x28 image
 FUSIONS = tuple(dict.fromkeys(f for d in network.MODELS.values() for f in d.fusions))
 # train.py's flags that variants.py sets for each variant (or that would make it something else)
 SET_HERE = ("model", "image_mode", "combination_mode", "weight_save_path", "new", "summarize", "final")
@@ -55,7 +56,8 @@ def grid(models=PAPER_MODELS, modes=MODES, fusions=FUSIONS):
     out = []
     for name in models:
         net = network.MODELS[name]
-        for combo in itertools.combinations(modes, net.streams[0]):
+        fit = [m for m in modes if pp.stream_size(m) == net.size]   # streams of the network's size
+        for combo in itertools.combinations(fit, net.streams[0]):
             for f in [f for f in FUSIONS if f in fusions and f in net.fusions] if net.fusions else [None]:
                 out.append((f"{name}_{''.join(combo)}" + (f"_{f}" if f else ""), name, list(combo), f))
     return out

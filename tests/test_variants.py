@@ -19,6 +19,9 @@ def test_grid_is_the_papers():
         "DSSN_GS_add", "DSSN_GS_mul", "DSSN_GS_cat"]
     # modes are put in the paper's order whatever order they are given in
     assert variants.grid(["DSSN"], ["S", "F"], ["cat"]) == [("DSSN_FS_cat", "DSSN", ["F", "S"], "cat")]
+    # each network on the modes of its own size: STSTNet on its 28x28 image, the paper's on F G S
+    assert variants.grid(["STSTNet", "SSSN"]) == [("STSTNet_O", "STSTNet", ["O"], None)] + [
+        (f"SSSN_{m}", "SSSN", [m], None) for m in "FGS"]
 
 
 @pytest.fixture(scope="module")
