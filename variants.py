@@ -72,8 +72,8 @@ def parser():
     p.add_argument("--models", nargs="+", default=list(PAPER_MODELS), choices=list(network.MODELS),
                    help="networks (network.py) to try; default the paper's")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
-                   help="third channels to try (SSSN: each one; DSSN: each pair; a network of n streams: "
-                   "each n)")
+                   help="streams to try (SSSN: each one; DSSN: each pair; a network of n streams: each n "
+                   "of its size)")
     p.add_argument("--fusions", nargs="+", default=list(FUSIONS), choices=FUSIONS,
                    help="fusions to try, for the networks that have them")
     p.add_argument("--only", nargs="+", metavar="VARIANT",
