@@ -144,7 +144,8 @@ def report(c, log=print):
     ci = lambda v: "-" if v is None else f"[{v[0]:+.4f}, {v[1]:+.4f}]"
     first = c["per_seed"][str(c["seeds"][0])] if "per_seed" in c else c
     log(f"B - A: A {c['a']}, B {c['b']}; {first['samples']} samples of {first['subjects']} subjects"
-        + (f"; the runs differ in {', '.join(c['differ_in'])}" if c["differ_in"] else "; same settings"))
+        + ("; a predictions CSV records no settings to compare" if is_csv(c["a"]) or is_csv(c["b"]) else
+           f"; the runs differ in {', '.join(c['differ_in'])}" if c["differ_in"] else "; same settings"))
     if "labels" in c:
         log(f"  {c['labels']}")
     for side, note in c.get("partial", {}).items():
