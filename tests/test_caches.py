@@ -18,7 +18,8 @@ import datasets
 import make_demo
 import save_preprocess_weight as spw
 
-from test_dataloader import custom, data  # noqa: F401, F811  (its fixtures)
+from test_dataloader import data  # noqa: F401  (its fixture)
+from test_datasets import custom  # noqa: F401  (its fixture)
 
 
 def test_custom_caches_with_and_without_alignment(custom, tmp_path):

@@ -1,7 +1,7 @@
 """runfolder.py: the fold file written and read back, config.json refusing other settings and other
 data, and the summaries (classes absent from the ground truth, intervals, composites, seeds) of run
 folders written here as train.py leaves them, with known predictions. Trained run folders are
-tested in tests/test_train.py."""
+tested in tests/test_train.py and tests/test_train_runs.py."""
 import json
 import os
 import shutil

@@ -1,32 +1,24 @@
 """End-to-end: a CASME II-layout folder built from a real face photo -> save_preprocess_weight.py
 -> train.py, and what a run folder promises (resume, shards, refusal of other settings)."""
-import gc
 import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import time
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, recall_score
-from torch.optim.optimizer import register_optimizer_step_post_hook
-
-import dataloader as dl
 
 import builders
 import compare
+import dataloader as dl
 import make_demo
 import recipes
 import runfolder
 import save_preprocess_weight
-from test_metrics import assert_ci_is_the_loop
 import train
+from test_metrics import assert_ci_is_the_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,6 +39,12 @@ def run(dataset, out, *extra, epochs=1):
             "--weight_save_path", str(out), "--epochs", str(epochs), "--batch_size", "4",
             "--learning_rate", "1e-3", "--device", "cpu", *extra]
     return train.main(argv)
+
+
+def tiny(*extra, epochs=1):
+    """train.py's flags for a tiny run of any dataset (test_train_datasets.py)."""
+    return [*extra, "--epochs", str(epochs), "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2",
+            "--device", "cpu"]
 
 
 def train_cmd(dataset, out):
@@ -223,170 +221,6 @@ def test_seeds_into_one_folder_mean_and_sd_over_their_summaries(dataset, tmp_pat
     assert json.loads((out / "summary.json").read_text()) == top
 
 
-def test_shards_and_resume_give_the_uninterrupted_result(dataset, whole, tmp_path):
-    sharded = tmp_path / "sharded"
-    assert run(dataset, sharded, "--subjects", "01") == 0
-    assert not (sharded / "summary.json").exists()   # a fold missing: no summary yet
-    assert run(dataset, sharded, "--shard", "2/2") == 0        # subject 02
-    full = pd.read_csv(whole / "predictions.csv")
-    assert full.equals(pd.read_csv(sharded / "predictions.csv"))
-    # a rerun of a finished run trains nothing and rewrites the same summary
-    assert run(dataset, sharded) == 0
-    assert full.equals(pd.read_csv(sharded / "predictions.csv"))
-
-
-def test_a_run_missing_folds_is_summarized_only_on_request_and_marked_partial(whole, tmp_path, capsys):
-    out = tmp_path / "run"   # the uninterrupted run without fold 02, as a job array with a task still running
-    shutil.copytree(whole, out)
-    for f in ("folds/02.json", "summary.json", "predictions.csv"):
-        os.remove(out / f)
-    assert train.main(["--summarize", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == (f"error: {out}: 1 of 2 folds missing (02): rerun the run's command to finish them, or "
-                   f"python train.py --summarize {out} --partial summarizes the 1 there is, marked partial")
-    assert not (out / "summary.json").exists()
-    assert train.main(["--summarize", str(out), "--partial"]) == 0
-    s = json.loads((out / "summary.json").read_text())
-    assert s["partial"] is True and s["folds"] == 1 and s["samples"] == 5
-    assert s["folds_expected"] == ["01", "02"] and s["folds_found"] == ["01"]
-    assert "PARTIAL: 1 of 2 folds, missing 02" in capsys.readouterr().out
-    assert json.loads((whole / "summary.json").read_text())["partial"] is False   # a whole run says so too
-    # a comparison built from it says so
-    assert compare.main([str(out), str(out), "--json", str(tmp_path / "c.json")]) == 0
-    assert "A is PARTIAL (1 of 2 folds, missing 02)" in capsys.readouterr().out
-    assert json.loads((tmp_path / "c.json").read_text())["partial"] == {"a": "1 of 2 folds, missing 02",
-                                                                        "b": "1 of 2 folds, missing 02"}
-
-
-def test_an_unreadable_fold_file_is_named_not_counted_as_done(dataset, whole, tmp_path, capsys):
-    out = tmp_path / "run"   # fold 02 damaged; this process runs fold 01 only (--subjects 01)
-    shutil.copytree(whole, out)
-    (out / "folds" / "02.json").write_bytes(b"")
-    os.remove(out / "summary.json")
-    assert run(dataset, out, "--subjects", "01") == 0
-    log = capsys.readouterr().out
-    assert (f"{out / 'folds' / '02.json'}: cannot read fold file (Expecting value: line 1 column 1 "
-            "(char 0)): not counted as finished") in log
-    assert "1 of 2 folds finished" in log and not (out / "summary.json").exists()
-
-
-def test_one_subject_ends_in_one_line(demo, tmp_path, capsys):
-    sheet = builders.subset_sheet(demo, ["01"], tmp_path / "one.csv")
-    assert train.main(["--path", sheet, "--img_root", demo["root"], "--cache_dir", demo["cache"],
-                       "--weight_save_path", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == ("error: --protocol loso holds out one subject a fold and trains on the others: the data "
-                   "has 1 subject (01)")
-    assert not (tmp_path / "run").exists()
-
-
-def test_train_log_is_closed_when_a_run_ends(dataset, whole, tmp_path):
-    # variants.py runs train.main up to 12 x (seeds + 1) times in one process
-    out = tmp_path / "run"
-    shutil.copytree(whole, out)
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always", ResourceWarning)
-        assert run(dataset, out) == 0   # resumed: trains nothing, summarizes
-        assert run(dataset, out, "--subjects", "99") == 2   # stopped by an error once train.log is open
-        gc.collect()
-    assert [str(w.message) for w in seen if "train.log" in str(w.message)] == []
-
-
-def test_a_multi_seed_folder_missing_folds_is_partial(dataset, tmp_path, capsys):
-    out = tmp_path / "seeds"   # each seed's fold 01 only
-    assert run(dataset, out, "--seeds", "0", "1", "--subjects", "01") == 0
-    assert not (out / "summary.json").exists()
-    capsys.readouterr()
-    assert train.main(["--summarize", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and f"{out / 'seed0'}: 1 of 2 folds missing (02)" in err
-    assert "--partial" in err
-    assert not (out / "summary.json").exists() and not (out / "seed0" / "summary.json").exists()
-    assert train.main(["--summarize", str(out), "--partial"]) == 0
-    top = json.loads((out / "summary.json").read_text())
-    assert top["partial"] is True and top["seeds"] == [0, 1] and top["seeds_partial"] == [0, 1]
-    assert all(json.loads((out / f"seed{s}" / "summary.json").read_text())["partial"] for s in (0, 1))
-    assert "PARTIAL: seeds 0 1 are missing folds" in capsys.readouterr().out
-
-
-def fold_rows(run_dir, subject):
-    """The predictions of one fold file."""
-    return runfolder.read_fold(str(run_dir / "folds" / f"{subject}.json"))[0]["rows"]
-
-
-def test_sigkill_mid_run_then_resume(dataset, whole, tmp_path):
-    out = tmp_path / "killed"   # two folds: killed in the second
-    proc = subprocess.Popen(train_cmd(dataset, out), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (out / "folds" / "01.json").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert os.listdir(out / "folds") == ["01.json"]   # no half-written files
-    # the same command again resumes (in this process: the resume is train.main's, not the shell's)
-    assert run(dataset, out) == 0
-    assert [fold_rows(out, s) for s in ("01", "02")] == [fold_rows(whole, s) for s in ("01", "02")]
-
-
-def test_run_folder_with_other_settings_is_refused(dataset, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert run(dataset, out, "--subjects", "01") == 0
-    assert run(dataset, out, "--subjects", "02", epochs=2) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "was made with epochs=1, this run has 2" in err, err
-    assert run(dataset, out, "--subjects", "02", "--new", epochs=2) == 0
-    assert (tmp_path / "run_2" / "folds" / "02.json").is_file()
-
-
-def edit_apex(sheet, subject):
-    """Correct the apex of the first clip of `subject` in a demo sheet, as a researcher would."""
-    import openpyxl
-    wb = openpyxl.load_workbook(sheet)
-    ws = wb.active
-    r = next(r for r in range(2, ws.max_row + 1) if ws.cell(r, 1).value == subject)
-    ws.cell(r, 4, 5 - int(ws.cell(r, 4).value))   # 4 frames: apex 2 <-> 3
-    wb.save(sheet)
-    return f"{subject}/{ws.cell(r, 2).value}@1"
-
-
-def test_run_folder_follows_its_data_and_fold_files(demo, tmp_path, capsys):
-    import shutil   # the demo's own sheet (.xlsx), as a researcher would edit it
-    copy = dict(sheet=str(tmp_path / "sheet.xlsx"), root=demo["root"], cache=str(tmp_path / "cache"))
-    shutil.copy(demo["sheet"], copy["sheet"])
-    shutil.copytree(demo["cache"], copy["cache"])
-    out = tmp_path / "run"
-    assert run(copy, out, "--subjects", "01") == 0
-    config = json.loads((out / "config.json").read_text())
-    assert config["folds"] == ["01", "02", "03", "04"] and len(config["samples"]) == 20
-    # a damaged fold file is named by --summarize, and a rerun trains that fold again
-    (out / "folds" / "01.json").write_bytes(b"")
-    assert train.main(["--summarize", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and str(out / "folds" / "01.json") in err and "cannot read fold file" in err
-    (out / "folds" / "01.json").write_text('{"subject": "01", "ro')   # cut short
-    assert run(copy, out, "--subjects", "01") == 0
-    assert "01.json: cannot be read, trained again" in capsys.readouterr().out
-    assert len(runfolder.read_fold(str(out / "folds" / "01.json"))[0]["rows"]) == 5
-    # a fold of a subject that is not in the run's data is never pooled
-    shutil.copy(out / "folds" / "01.json", out / "folds" / "99.json")
-    assert train.main(["--summarize", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "99.json: a fold of 99, which is not in this run's data" in err
-    os.remove(out / "folds" / "99.json")
-    # the same command after an apex of subject 02 (fold 01's training data) was corrected: refused
-    fold = (out / "folds" / "01.json").read_bytes()
-    sid = edit_apex(copy["sheet"], "02")
-    assert run(copy, out, "--subjects", "01") == 2
-    err = capsys.readouterr().err.strip()
-    assert err == f"error: {out} was trained on other data (1 samples changed: {sid} (apex/frames)): " \
-                  "use --new or another --weight_save_path"
-    assert (out / "folds" / "01.json").read_bytes() == fold
-    assert run(copy, out, "--subjects", "01", "--new") == 0
-    assert "(1 rebuilt: their sheet row or frames changed)" in capsys.readouterr().out
-    assert (tmp_path / "run_2" / "folds" / "01.json").is_file()
-
-
 def test_other_demo_dir_caches_apart(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for d in ("demo", "demo2", "demo3"):
@@ -475,130 +309,6 @@ def test_bad_pretrained_file_one_line(dataset, tmp_path, capsys):
     assert err.count("\n") == 0 and "(96, 3, 11, 11)" in err and "(64, 3, 11, 11)" in err
 
 
-def test_ctrl_c_mid_fold_stops_cleanly_and_resumes(dataset, whole, tmp_path, capsys):
-    # A real SIGINT, sent by this process to itself after the first optimizer step of fold 2:
-    # Python raises KeyboardInterrupt there, inside the fold, as on Ctrl-C in a terminal.
-    # (SIGKILL needs a process of its own: test_sigkill_mid_run_then_resume.)
-    out, steps = tmp_path / "interrupted", []
-
-    def interrupt(optimizer, args, kwargs):
-        steps.append(1)
-        if len(steps) == 3:   # fold 1 takes 2 steps (5 clips, batch 4, 1 epoch)
-            os.kill(os.getpid(), signal.SIGINT)
-    hook = register_optimizer_step_post_hook(interrupt)
-    try:
-        assert run(dataset, out) == 130
-    finally:
-        hook.remove()
-    err = capsys.readouterr().err
-    assert len(steps) == 3 and "\ninterrupted: finished folds are kept" in err and "Traceback" not in err
-    assert os.listdir(out / "folds") == ["01.json"]   # fold 1 kept, nothing half-written
-    assert run(dataset, out) == 0   # the same command resumes
-    assert pd.read_csv(out / "predictions.csv").equals(pd.read_csv(whole / "predictions.csv"))
-
-
-def test_unwritable_output_folder_one_line(dataset, tmp_path, capsys):
-    # Tests run as root in CI, where permission bits do not stop writes; a path whose parent is a
-    # file fails in the same place (creating the run folder) with an OSError.
-    (tmp_path / "afile").write_text("x")
-    assert run(dataset, tmp_path / "afile" / "run") == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "afile" in err
-
-
-def test_corrupt_or_foreign_cache_is_rebuilt_not_used(dataset, tmp_path, capsys):
-    cache = tmp_path / "cache"   # subject 01 only (5 clips): each cache rebuilt costs a pair
-    folder = builders.copy_caches(dataset["cache"], "01", cache)
-    sheet = builders.subset_sheet(dataset, ["01"], tmp_path / "sheet.csv")
-    victim = folder / sorted(os.listdir(folder))[0]
-    good = victim.read_bytes()
-    victim.write_bytes(good[: len(good) // 2])   # truncated, as by a full disk
-    args = ["--csv_path", sheet, "--root", dataset["root"], "--catego", "CASME",
-            "--cache_dir", str(cache), "--workers", "1"]
-    assert save_preprocess_weight.main(args) == 0
-    assert "1 to build (1 rebuilt: truncated or corrupt)" in capsys.readouterr().out
-    assert victim.read_bytes() != good[: len(good) // 2]
-    # caches made with other settings are not used for this run's settings either
-    assert save_preprocess_weight.main(args + ["--encoding", "minmax"]) == 0
-    assert "0 valid" in capsys.readouterr().out
-
-
-def test_two_shards_in_parallel_into_one_folder(dataset, whole, tmp_path):
-    out = tmp_path / "parallel"
-    base = train_cmd(dataset, out)
-    # (each process has this one's thread count, from OMP_NUM_THREADS (conftest): CPU results are
-    # bit-identical only for the same number of threads, as the reduction order changes with it.
-    # Passive OpenMP threads sleep at a barrier instead of spinning, so two processes on two cores
-    # do not starve each other; the wait policy does not change what is computed.)
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    procs = []
-    for s in ("01", "02"):   # one fold each, as two jobs of an array would run them
-        procs.append(subprocess.Popen(base + ["--subjects", s], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True))
-    assert procs[0].poll() is None   # the first still runs as the second starts: they overlap
-    for p in procs:
-        assert p.wait(timeout=300) == 0, p.stderr.read()
-    assert sorted(os.listdir(out / "folds")) == ["01.json", "02.json"]
-    assert json.loads((out / "config.json").read_text()) == json.loads((whole / "config.json").read_text())
-    # Each fold lands once and the labels match exactly. The probabilities are compared to 1e-4,
-    # not bitwise: two processes competing for two cores once differed from the in-process run by
-    # 7e-5 under heavy load (bit-identity of resumed and sharded runs is the serial tests' job).
-    for s in ("01", "02"):
-        got, want = pd.DataFrame(fold_rows(out, s)), pd.DataFrame(fold_rows(whole, s))
-        p = [c for c in want if c.startswith("p_")]
-        assert got.drop(columns=p).equals(want.drop(columns=p))
-        assert np.allclose(got[p], want[p], atol=1e-4, rtol=0)
-
-
-def test_sigkill_during_preprocessing_leaves_only_complete_caches(dataset, tmp_path, capsys):
-    # 5 clips, 2 workers: the kill comes once 2 caches are written, with pairs in flight in the
-    # workers and perhaps a cache half-written by this process
-    sheet = builders.subset_sheet(dataset, ["01"], tmp_path / "sheet.csv")
-    cache = tmp_path / "cache"
-    args = ["--csv_path", sheet, "--root", dataset["root"], "--catego", "CASME", "--cache_dir", str(cache),
-            "--workers", "2"]
-    cmd = [sys.executable, "save_preprocess_weight.py", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 120
-    count = lambda: sum(f.endswith(".npz") for _, _, fs in os.walk(cache) for f in fs)
-    while count() < 2 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)   # the whole process group: the workers too
-    proc.wait()
-    made = [os.path.join(r, f) for r, _, fs in os.walk(cache) for f in fs if f.endswith(".npz")]
-    assert 2 <= len(made) < 5
-    for f in made:   # every .npz there is complete and loads
-        with np.load(f) as z:
-            assert z["u"].shape == (227, 227) and "meta" in z
-    assert save_preprocess_weight.main(args) == 0   # the rerun (in this process) keeps them all
-    assert f"{len(made)} valid" in capsys.readouterr().out and count() == 5
-
-
-def test_train_stops_on_samples_it_cannot_preprocess(dataset, tmp_path, capsys):
-    import shutil
-    root = tmp_path / "frames"   # subjects 01 and 02 (10 clips): the frames edited are a copy
-    for s in ("sub01", "sub02"):
-        shutil.copytree(os.path.join(dataset["root"], s), root / s)
-    # 01's caches are the demo's (caches follow the frames' content, not their path): the run
-    # makes the 5 of 02, one of which fails
-    builders.copy_caches(dataset["cache"], "01", tmp_path / "cache")
-    victim = sorted((root / "sub02").iterdir())[0]
-    os.remove(sorted(victim.iterdir())[-1])   # the clip's last frame: its offset (and maybe apex)
-    os.remove(sorted(victim.iterdir())[0])    # and its onset
-    argv = ["--path", dataset["sheet"], "--img_root", str(root), "--cache_dir", str(tmp_path / "cache"),
-            "--weight_save_path", str(tmp_path / "run"), "--epochs", "1", "--workers", "1", "--device", "cpu"]
-    assert train.main(argv) == 2
-    cap = capsys.readouterr()
-    assert f"02/{victim.name}" in cap.out and "frame not found" in cap.out
-    last = cap.err.strip().splitlines()[-1]   # (tqdm's progress bar is on stderr too)
-    assert last == "error: 1 samples could not be preprocessed (see above)" and "Traceback" not in cap.err
-    # the 4 other caches of 02 were made and are kept for the next run, beside 01's
-    made = {s: sum(f.endswith(".npz") for f in os.listdir(builders.cache_folder(tmp_path / "cache", s)))
-            for s in ("01", "02")}
-    assert made == {"01": 5, "02": 4}
-
-
 def test_per_epoch_scores_authors_protocol_and_keras_weights(dataset, tmp_path, capsys):
     import hashlib
     from test_network import alexnet_convs, write_keras1_h5
@@ -677,154 +387,6 @@ def test_native_bf16_answers_for_this_machine(cpu_native_bf16):
         assert why == ""
     else:   # names the CPU's instruction set, as the refusal of --amp bf16 shows it
         assert "bf16" in why and torch.backends.cpu.get_cpu_capability() in why, why
-
-
-# ---------------------------------------------------------------------------------------------
-# CAS(ME)^3, CUSTOM and the cross-dataset protocol
-
-import flowfiles
-from test_dataloader import data, write_samm_sheet  # noqa: E402,F401  (the natively built composite)
-
-
-@pytest.fixture(scope="module")
-def layouts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("layouts")
-    return dict(dir=d, c3_sheet=builders.build_casme3(str(d / "casme3"), subjects=2, frames=4),
-                c3_root=str(d / "casme3"), csv=builders.build_custom(str(d / "custom"), subjects=2, frames=4),
-                cu_root=str(d / "custom"))
-
-
-def tiny(*extra, epochs=1):
-    return [*extra, "--epochs", str(epochs), "--batch_size", "4", "--learning_rate", "1e-3", "--workers", "2",
-            "--device", "cpu"]
-
-
-def test_casme3_preprocess_and_loso(layouts, capsys):
-    d, cache = layouts["dir"], str(layouts["dir"] / "cache3")
-    data3 = ["--catego", "CASME3", "--csv_path", layouts["c3_sheet"], "--root", layouts["c3_root"]]
-    assert save_preprocess_weight.main(data3 + ["--cache_dir", cache, "--workers", "2"]) == 0
-    tag = builders.cache_folder(cache, "spNO.1").parent   # <cache>/<settings tag>
-    made = sorted(os.path.relpath(os.path.join(r, f), tag) for r, _, fs in os.walk(cache) for f in fs)
-    assert len(made) == 12 and made[:3] == ["spNO.1/a_1.npz", "spNO.1/a_5.npz", "spNO.1/a_9.npz"]
-    out = d / "run3"
-    assert train.main(tiny("--catego", "CASME3", "--path", layouts["c3_sheet"],
-                           "--img_root", layouts["c3_root"],
-                           "--cache_dir", cache, "--weight_save_path", str(out))) == 0
-    p = pd.read_csv(out / "predictions.csv")
-    assert len(p) == 12 and sorted(os.listdir(out / "folds")) == ["spNO.1.json", "spNO.2.json"]
-    assert (not p.duplicated(["subject", "filename", "onset"]).any()
-            and p.duplicated(["subject", "filename"]).any())
-    assert set(p.label) <= {"negative", "positive", "surprise"} and (p.label == "negative").sum() == 8
-    s = json.loads((out / "summary.json").read_text())
-    assert s["folds"] == 2 and s["config"]["protocol"] == "loso" and s["config"]["catego"] == "CASME3"
-    assert "LOSO over 2 subjects, 12 samples" in capsys.readouterr().out
-
-
-def test_custom_trains_with_its_own_classes_and_predicts(layouts, capsys):
-    import predict
-    d = layouts["dir"]
-    base = ["--catego", "CUSTOM", "--path", layouts["csv"], "--img_root", layouts["cu_root"],
-            "--cache_dir", str(d / "cache_custom")]
-    assert train.main(tiny(*base, "--weight_save_path", str(d / "custom"))) == 0
-    p = pd.read_csv(d / "custom" / "predictions.csv")
-    assert len(p) == 6 and set(p.label) == {"disgust", "happy", "surprise"} and (p.onset == 12).all()
-    assert [c for c in p.columns if c.startswith("p_")] == ["p_disgust", "p_happy", "p_surprise"]
-    assert ("classes from the emotions of the sheet, sorted: disgust, happy, surprise"
-            in capsys.readouterr().out)
-    # a subset of its classes: the caches are reused
-    assert train.main(tiny(*base, "--classes", "surprise", "happy",
-                           "--weight_save_path", str(d / "two"))) == 0
-    s = json.loads((d / "two" / "summary.json").read_text())
-    assert s["config"]["classes"] == ["happy", "surprise"] and s["samples"] == 4
-    assert "caches: 4 valid" in capsys.readouterr().out
-    # --final, then predict.py on one of its clips: the CSV's classes come back from final.pt
-    assert train.main(tiny(*base, "--final", "--weight_save_path", str(d / "final"))) == 0
-    row = dl.read_samples(layouts["csv"], layouts["cu_root"], "CUSTOM").table.iloc[0]
-    out, extra = predict.predict(str(d / "final" / "final.pt"), onset=row.onset_path, apex=row.apex_path)
-    assert (list(out["probabilities"]) == ["disgust", "happy", "surprise"]
-            and out["prediction"] in extra["classes"])
-    ckpt = torch.load(d / "final" / "final.pt", weights_only=True)
-    assert (ckpt["catego"] == "CUSTOM" and "P1/clips/P1_happy@12" in ckpt["sample_ids"]
-            and len(ckpt["sample_ids"]) == 6)
-    assert ckpt["recipe"] == "keras"
-
-
-@pytest.fixture(scope="module")
-def composite(data, tmp_path_factory):
-    """Subject 1 of each dataset of test_dataloader's composite (CASME II, SAMM, SMIC-HS trees):
-    LODO holds out datasets, so one subject of each is enough."""
-    import shutil
-    d = tmp_path_factory.mktemp("lodo")
-    casme_sheet = builders.subset_sheet(dict(sheet=data["sheet"]), ["01"], d / "casme.csv")
-    rows = pd.read_excel(data["samm_sheet"], header=13, dtype=str)
-    rows = rows[rows.Subject == "6"].astype(object).where(rows.notna(), None)
-    samm_sheet = str(d / "SAMM_Micro_FACS_Codes_v2.xlsx")
-    write_samm_sheet(samm_sheet, rows.values.tolist())
-    shutil.copytree(os.path.join(data["smic"], "HS", "s1"), d / "HS" / "s1")
-    return dict(dir=d, sheets=[casme_sheet, samm_sheet], roots=[data["casme"], data["samm"], str(d / "HS")])
-
-
-def test_lodo_on_the_composite(composite, capsys):
-    d = composite["dir"]
-    out, cache = d / "lodo", str(d / "cache")
-    argv = tiny("--catego", "COMPOSITE", "--path", *composite["sheets"], "--img_root", *composite["roots"],
-                "--protocol", "lodo", "--cache_dir", cache, "--weight_save_path", str(out))
-    assert train.main(argv + ["--subjects", "SAMM"]) == 0   # one held-out dataset, as a job array would
-    assert os.listdir(out / "folds") == ["SAMM.json"] and not (out / "summary.json").exists()
-    assert train.main(argv + ["--shard", "1/3"]) == 0        # CASME
-    assert train.main(argv) == 0                              # SMIC; SAMM and CASME kept
-    log = capsys.readouterr().out
-    assert "fold 2/3 dataset SAMM: done earlier, kept" in log and "LODO over 3 datasets, 12 samples" in log
-    assert sorted(os.listdir(out / "folds")) == ["CASME.json", "SAMM.json", "SMIC.json"]
-    for name in ("CASME", "SAMM", "SMIC"):
-        rows = json.loads((out / "folds" / f"{name}.json").read_text())["rows"]
-        assert {r["dataset"] for r in rows} == {name}   # each fold tests on its held-out dataset only
-    s = json.loads((out / "summary.json").read_text())
-    assert s["folds"] == 3 and s["config"]["protocol"] == "lodo"
-    assert {k: v["n"] for k, v in s["per_dataset"].items()} == {"CASME": 4, "SAMM": 4, "SMIC": 4}
-    p = pd.read_csv(out / "predictions.csv")
-    assert len(p) == 12 and {"dataset", "subject", "filename", "onset"} <= set(p.columns)
-    for name, g in p.groupby("dataset"):
-        assert s["per_dataset"][name]["accuracy"] == pytest.approx((g.label == g.prediction).mean())
-    assert runfolder.summarize(str(out), log=lambda *_: None)["uf1"] == s["uf1"]
-    # MEGC 2018's hold-out-database evaluation: CASME II and SAMM only, trained on one, tested on the other
-    out2 = d / "megc2018"
-    assert train.main(tiny("--catego", "COMPOSITE", "--parts", "CASME", "SAMM",
-                           "--path", *composite["sheets"],
-                           "--img_root", *composite["roots"][:2], "--protocol", "lodo", "--cache_dir", cache,
-                           "--weight_save_path", str(out2))) == 0
-    assert "caches: 8 valid" in capsys.readouterr().out   # the composite's caches serve any parts
-    s2 = json.loads((out2 / "summary.json").read_text())
-    assert (s2["folds"] == 2 and set(s2["per_dataset"]) == {"CASME", "SAMM"}
-            and s2["config"]["parts"] == ["CASME", "SAMM"])
-
-
-def test_lodo_needs_a_composite(dataset, tmp_path, capsys):
-    assert run(dataset, tmp_path / "bad", "--protocol", "lodo") == 2
-    err = capsys.readouterr().err.strip()
-    assert err == ("error: --protocol lodo holds out one dataset of a composite: "
-                   "it needs --catego COMPOSITE (or FLOWS with several datasets), not CASME")
-
-
-def test_flows_train_per_dataset_and_lodo_and_refuse_what_files_cannot_give(demo_export3, tmp_path, capsys):
-    # the demo's exported STSTNet-style images, subjects 01 02 as CASME II and 03 04 as SAMM
-    csv = pd.read_csv(os.path.join(demo_export3, flowfiles.EXPORT["images_csv"]), dtype=str)
-    csv["dataset"] = csv["sub"].map({"casme2_01": "casme2", "casme2_02": "casme2",
-                                     "casme2_03": "samm", "casme2_04": "samm"})
-    csv.to_csv(tmp_path / "labels.csv", index=False)
-    images = os.path.join(demo_export3, flowfiles.EXPORT["images"])
-    argv = tiny("--catego", "FLOWS", "--path", str(tmp_path / "labels.csv"), "--img_root", images,
-                "--cache_dir", str(tmp_path / "cache"), "--model", "SSSN")
-    assert train.main(argv + ["--image_mode", "G", "--weight_save_path", str(tmp_path / "g")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: --image_mode G: no apex face image") \
-        and err[0].endswith("this data gives S O")
-    assert not (tmp_path / "cache").exists()   # refused before any preprocessing
-    assert train.main(argv + ["--image_mode", "S", "--protocol", "lodo",
-                              "--weight_save_path", str(tmp_path / "r")]) == 0
-    s = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert s["folds"] == 2 and {k: v["n"] for k, v in s["per_dataset"].items()} == {"casme2": 8, "samm": 8}
-    assert s["config"]["classes"] == ["negative", "positive", "surprise"]
 
 
 # ---------------------------------------------------------------------------------------------
