@@ -291,10 +291,10 @@ MODELS = {}
 def declare(cls, modes, streams=None, fusions=(), fusion=None, pretrained=False, size=227, cam=None,
             help=None, **defaults):
     """Make `cls` a network the scripts know, under its class name. cls(num_classes, ...) builds it;
-    it is also given `streams=` (the number of streams), `fusion=` and `init=` ("keras" or
-    "pytorch", train.py --recipe) where its __init__ takes them. Its forward takes one
-    (N, 3, H, W) tensor of 0..255 pixels per stream and returns logits. `defaults`: train.py
-    settings (batch_size, learning_rate, epochs) that this network trains with unless given."""
+    it is also given `streams=` (the number of streams), `fusion=` and `init=` (an INITS key: the
+    recipe's, train.py --recipe) where its __init__ takes them. Its forward takes one (N, 3, H, W)
+    uint8 tensor of 0..255 pixels per stream and returns logits. `defaults`: train.py settings
+    (recipe, batch_size, learning_rate, epochs) that this network trains with unless given."""
     modes = tuple(modes)
     MODELS[cls.__name__] = Declaration(
         cls.__name__, cls, modes, tuple(streams or (len(modes), len(modes))), tuple(fusions),
