@@ -308,14 +308,15 @@ def trunk_conv2(model):
     return [t.conv2 for t in model.trunks]
 
 
-declare(SSSN, modes=["G"], pretrained=True, cam=trunk_conv2)
+declare(SSSN, modes=["G"], pretrained=True, cam=trunk_conv2,
+        help="one shallow AlexNet conv1 + conv2 trunk and a linear classifier")
 declare(DSSN, modes=["F", "G"], streams=(2, None), fusions=DSSN.MODES, fusion="mul", pretrained=True,
         cam=trunk_conv2,
-        help="DSSN: one shallow trunk per stream (two is the paper's), fused by --combination_mode")
+        help="one such trunk per stream (two: the paper's), fused by --combination_mode")
 # STSTNet's published training (main.py): torch's Adam at lr 5e-5, batch 256, 800 epochs, plain
 # cross-entropy, torch's default initialisation, batches in order (recipe plain), last epoch
 declare(STSTNet, modes=["O"], size=28, recipe="plain", batch_size=256, learning_rate=5e-5, epochs=800,
-        help="STSTNet (Liong et al. 2019) on the 28x28 (u, v, strain) image")
+        help="Liong et al. 2019, on its 28x28 (u, v, strain) image")
 
 
 def build_model(name, num_classes, fusion=None, init="keras", streams=None):

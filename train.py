@@ -67,7 +67,8 @@ def parser():
         f"{d.name}: {d.help} ({d.streams_text()} stream{'s' * (d.streams != (1, 1))}, default "
         f"--image_mode {' '.join(d.modes)})" for d in models) + " (network.py)")
     m.add_argument("--image_mode", nargs="+", default=None,
-                   help="third channel of each stream's (u, v, X) image: F S G, one per stream")
+                   help="one per stream: F, S or G, the third channel of a 227x227 (u, v, X) image; O, "
+                   "STSTNet's 28x28 (u, v, strain) image")
     fusions = list(dict.fromkeys(f for d in models for f in d.fusions))
     m.add_argument("--combination_mode", default=None, choices=fusions,
                    help="fusion of the streams, for the networks that have one; default each one's own "
