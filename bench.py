@@ -121,7 +121,7 @@ def bench_model(name, amp, device, batch, n_train, epochs, sync, seed=0):
         + (["--combination_mode", fusion] if fusion else [])
     args = train.parser().parse_args(argv)
     args.learning_rate = train.PAPER["learning_rate"]
-    args.recipe = net.defaults.get("recipe", "keras")   # as train.py trains this network
+    args.recipe = net.recipe   # as train.py trains this network
     rng = np.random.default_rng(seed)
     streams = [torch.from_numpy(rng.integers(0, 256, (n_train + batch, net.size, net.size, 3),
                                              dtype=np.uint8))

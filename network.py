@@ -276,6 +276,11 @@ class Declaration:
     defaults: dict      # train.py settings its own publication trained with (else the authors' DSSN's)
     help: str
 
+    @property
+    def recipe(self):
+        """The train.py --recipe it trains with unless given: its publication's, else the authors'."""
+        return self.defaults.get("recipe", "keras")
+
     def takes(self, n):
         lo, hi = self.streams
         return lo <= n and (hi is None or n <= hi)

@@ -9,6 +9,7 @@ Pure functions on frames: face alignment, TV-L1 flow and the DSSN input images.
 S (optical strain), G (grayscale apex) and the aligned onset / apex crops (RGB, for plots).
 The authors' choices behind each step, and where this code departs from them: docs/fidelity.md.
 """
+import functools
 import importlib.util
 import math
 import os
@@ -563,10 +564,15 @@ def shrink_nearest(img, size):
     """The size x size image that cv2.resize(..., IMAGE_RESIZE) enlarged into `img`, exactly: each
     source pixel read back from the first target pixel that nearest-neighbour resizing copied it to
     (found by resizing the pixel indices themselves, so it follows OpenCV's own rounding)."""
-    def first(n):
-        up = cv2.resize(np.arange(size, dtype=np.float32)[None, :], (n, 1), interpolation=IMAGE_RESIZE)[0]
-        return np.searchsorted(up, np.arange(size))
-    return img[np.ix_(first(img.shape[0]), first(img.shape[1]))]
+    return img[np.ix_(_nearest_sources(img.shape[0], size), _nearest_sources(img.shape[1], size))]
+
+
+@functools.lru_cache(maxsize=None)
+def _nearest_sources(n, size):
+    """For each of `size` source pixels, the first of `n` target pixels that IMAGE_RESIZE copies it
+    to (the same for every sample: computed once)."""
+    up = cv2.resize(np.arange(size, dtype=np.float32)[None, :], (n, 1), interpolation=IMAGE_RESIZE)[0]
+    return np.searchsorted(up, np.arange(size))
 
 
 def flow_image(flow, size=STSTNET_SIZE):

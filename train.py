@@ -191,10 +191,9 @@ def resolve(args):
         if args.path is None and datasets.DATASETS[args.catego].get("sheet", True) is not None:
             raise datasets.DataError(f"--path (the coding sheet) is required for --catego {args.catego}")
     net = network.MODELS[args.model]
-    for k, v in (DEMO if args.demo else PAPER | net.defaults).items():
+    for k, v in ((DEMO if args.demo else PAPER | net.defaults) | {"recipe": net.recipe}).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
-    args.recipe = args.recipe or net.defaults.get("recipe", "keras")
     resolve_network(args, net)
     spec = datasets.DATASETS[args.catego]
     if args.protocol == "lodo" and not ("parts" in spec or spec.get("flows")):
