@@ -104,13 +104,19 @@ def load_checkpoint(path, device="cpu"):
                                          for s in ckpt["preprocess"].values()):
         raise PredictError(f"{path}: not a final.pt of train.py --final (its preprocess settings name no "
                            f"encoding and flow, nor a kind of flow file)")
+    if len(ckpt["classes"]) != ckpt["num_classes"]:
+        raise PredictError(f"{path}: names {len(ckpt['classes'])} classes ({' '.join(ckpt['classes'])}) "
+                           f"for a {ckpt['num_classes']}-class {ckpt['model']}")
     try:
         model = build_model(ckpt["model"], ckpt["num_classes"], ckpt["combination_mode"],
                             streams=len(ckpt["image_mode"]))
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, ValueError) as e:
-        why = (str(e).strip().splitlines() or [""])[0]
-        raise PredictError(f"{path}: weights do not fit a {ckpt['model']} ({why})") from None
+        # load_state_dict's first line only names the network; the first mismatch follows it
+        lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
+        why = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else (lines or [""])[0]
+        raise PredictError(f"{path}: weights do not fit a {ckpt['num_classes']}-class {ckpt['model']} "
+                           f"({why})") from None
     return model.to(device).eval(), ckpt
 
 

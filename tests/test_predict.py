@@ -11,6 +11,7 @@ import torch
 import builders
 import dataloader as dl
 import make_demo
+import network
 import predict
 import preprocess as pp
 import train
@@ -202,3 +203,47 @@ def test_weights_that_would_run_code_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert not marker.exists()
     assert err.count("\n") == 0 and err.startswith(f"error: {evil}: refused") and "open" in err, err
+
+
+@pytest.fixture(scope="module")
+def ststnet(demo, once):
+    """STSTNet's final.pt on subjects 01 and 02 of the shared demo (its 28x28 O image from frames)."""
+    def build(d):
+        sheet = builders.subset_sheet(demo, ["01", "02"], d / "sheet.csv")
+        assert train.main(["--path", sheet, "--img_root", demo["root"], "--cache_dir", demo["cache"],
+                           "--model", "STSTNet", "--final", "--weight_save_path", str(d / "run"),
+                           "--epochs", "20", "--learning_rate", "1e-2", "--device", "cpu"]) == 0
+    d = once("predict_ststnet", build)
+    return dict(weights=str(d / "run" / "final.pt"), samples=dl.read_samples(str(d / "sheet.csv"),
+                                                                             demo["root"], "CASME"))
+
+
+def test_ststnet_gets_its_training_image(ststnet, demo):
+    # the 28x28 image predict.py makes of a training clip is the one STSTNet was trained on
+    data = dl.load_streams(ststnet["samples"], demo["cache"], ["O"])
+    model, ckpt = predict.load_checkpoint(ststnet["weights"])
+    assert ckpt["image_mode"] == ["O"] and data.x.shape[2:] == (28, 28, 3)
+    for i, row in list(enumerate(ststnet["samples"].table.to_dict("records")))[:3]:
+        out, extra = predict.predict(ststnet["weights"], onset=row["onset_path"], apex=row["apex_path"])
+        (x,) = predict.streams(extra["feats"], ckpt["image_mode"])
+        cached = torch.from_numpy(data.x[0, i:i + 1]).permute(0, 3, 1, 2)
+        assert torch.equal(x, cached), row["filename"]
+        with torch.no_grad():
+            p = model(cached).softmax(1)[0].numpy()
+        assert np.allclose(list(out["probabilities"].values()), p, atol=1e-5)
+
+
+def test_a_checkpoint_whose_classes_do_not_fit_is_refused(ststnet, tmp_path, capsys):
+    # a 3-class STSTNet's weights (the composite's) under a 5-class set's names, and a class list
+    # shorter than the classifier
+    ckpt = torch.load(ststnet["weights"], weights_only=True)
+    three = network.build_model("STSTNet", 3).state_dict()
+    cases = {"three.pt": (dict(ckpt, state_dict=three),
+                          "weights do not fit a 5-class STSTNet (size mismatch for fc.weight"),
+             "names.pt": (dict(ckpt, classes=ckpt["classes"][:3]),
+                          "names 3 classes (" + " ".join(ckpt["classes"][:3]) + ") for a 5-class STSTNet")}
+    for name, (c, says) in cases.items():
+        torch.save(c, tmp_path / name)
+        assert predict.main(["--weights", str(tmp_path / name), "--onset", "a.jpg", "--apex", "b.jpg"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {tmp_path / name}: {says}") and "\n" not in err, err
