@@ -445,6 +445,14 @@ def summarize_seeds(run, log=print, partial=False):
                config=base(first["config"]) | {"seeds": seeds},
                authors_protocol={"mean": ap_mean, "sd": ap_sd, "note": first["authors_protocol"]["note"]
                                  + "; each seed picks its own epoch"})
+    if first.get("per_dataset"):   # a composite: each dataset's scores, seed by seed and over the seeds
+        for s, m in got.items():
+            top["per_seed"][str(s)]["per_dataset"] = {d: {k: v[k] for k in metrics.HEADLINE}
+                                                      for d, v in m["per_dataset"].items()}
+        top["per_dataset"] = {}
+        for d, v in first["per_dataset"].items():
+            mu, sg = metrics.mean_sd([m["per_dataset"][d] for m in runs], metrics.HEADLINE)
+            top["per_dataset"][d] = dict(n=v["n"], mean=mu, sd=sg)
     keys = ("accuracy", "uf1", "uar", "author_f1", "train_loss")
     top["per_epoch"] = [{"epoch": e + 1, **mu, "sd": sg}
                         for e, (mu, sg) in enumerate(metrics.mean_sd([m["per_epoch"][e] for m in runs], keys)
@@ -461,6 +469,9 @@ def summarize_seeds(run, log=print, partial=False):
     for s, m in got.items():
         log("  " + f"{f'seed {s}':<18}" + "".join(f"{m[k]:>18.4f}" for k in metrics.HEADLINE))
     log("  " + f"{'mean +- sd':<18}" + "".join(f"{pm(mean[k], sd[k]):>18}" for k in metrics.HEADLINE))
+    for d, v in top.get("per_dataset", {}).items():
+        name = f"{d} ({v['n']})"
+        log("  " + f"{name:<18}" + "".join(f"{pm(v['mean'][k], v['sd'][k]):>18}" for k in metrics.HEADLINE))
     log("  " + f"{'authors protocol':<18}"
         + "".join(f"{pm(ap_mean[k], ap_sd[k]) if k in ap_mean else '':>18}" for k in metrics.HEADLINE)
         + f"   (epoch picked on test data: {pm(ap_mean['epoch'], ap_sd['epoch'], 1)})")

@@ -19,9 +19,11 @@ from test_metrics import casme_sized
 CLASSES = ["happiness", "disgust", "repression", "surprise", "others"]
 
 
-def write_run(run, rows, classes=CLASSES, seed=0, epochs=None, summarize=True, **config):
+def write_run(run, rows, classes=CLASSES, seed=0, epochs=None, summarize=True, dataset=lambda s: "CASME",
+              **config):
     """A run folder as train.py leaves it: rows (subject, label, prediction) as class indices,
-    each fold with that many copies of its predictions as epoch_predictions (epochs, default 1).
+    each fold with that many copies of its predictions as epoch_predictions (epochs, default 1);
+    dataset(subject) names each subject's dataset.
     Returns its summary; with summarize=False only the folds are written (a seed of a multi-seed
     folder that runfolder.summarize will summarize)."""
     os.makedirs(os.path.join(run, "folds"))
@@ -30,7 +32,7 @@ def write_run(run, rows, classes=CLASSES, seed=0, epochs=None, summarize=True, *
         json.dump(dict(classes=classes, seed=seed, epochs=epochs or 1, protocol="loso", folds=subjects)
                   | config, f)
     for s in subjects:
-        mine = [dict(dataset="CASME", subject=s, filename=f"EP{k:02d}", onset=1, label=int(l),
+        mine = [dict(dataset=dataset(s), subject=s, filename=f"EP{k:02d}", onset=1, label=int(l),
                      prediction=int(p)) for k, (_, l, p) in enumerate(r for r in rows if r[0] == s)]
         runfolder.write_fold(run, "subject", s, seconds=1.0, train_loss=[1.0] * (epochs or 1), rows=mine,
                              optimizer_start_step=0,
@@ -180,7 +182,30 @@ def test_multi_seed_folder_mean_sd_and_shared_settings(tmp_path):
     ap = top["authors_protocol"]["mean"]["uf1"]
     assert ap == pytest.approx(np.mean([m["authors_protocol"]["uf1"] for m in own]))
     assert (tmp_path / "A" / "learning_curves.png").is_file()
+    assert "per_dataset" not in top   # one dataset: its scores are the pooled ones
     # seeds of one folder must share their settings
     write_run(str(tmp_path / "A" / "seed9"), base, seed=9, epochs=3)
     with pytest.raises(datasets.DataError, match="epochs=3"):
         runfolder.summarize_seeds(str(tmp_path / "A"))
+
+
+def test_multi_seed_composite_gets_each_datasets_mean_sd(tmp_path, capsys):
+    base = casme_sized(6, right=0.6)
+    samm = lambda subject: "SAMM" if int(subject) % 2 else "CASME"
+    for s in (0, 1, 2):
+        rng = np.random.default_rng(s)
+        rows = [(su, l, l if rng.random() < 0.2 * s else p) for su, l, p in base]
+        write_run(str(tmp_path / "A" / f"seed{s}"), rows, seed=s, summarize=False, dataset=samm)
+    top = runfolder.summarize(str(tmp_path / "A"))
+    own = [json.loads((tmp_path / "A" / f"seed{s}" / "summary.json").read_text()) for s in (0, 1, 2)]
+    out = capsys.readouterr().out
+    for d in ("CASME", "SAMM"):
+        got, each = top["per_dataset"][d], [m["per_dataset"][d] for m in own]
+        assert got["n"] == each[0]["n"] == sum(samm(r[0]) == d for r in base)
+        per_seed = [top["per_seed"][str(s)]["per_dataset"][d]["uf1"] for s in (0, 1, 2)]
+        assert per_seed == [m["uf1"] for m in each]
+        for k in metrics.HEADLINE:
+            assert got["mean"][k] == pytest.approx(np.mean([m[k] for m in each]))
+            assert got["sd"][k] == pytest.approx(np.std([m[k] for m in each], ddof=1)) and got["sd"][k] > 0
+        line = next(x for x in out.splitlines() if x.strip().startswith(f"{d} ({got['n']})"))
+        assert runfolder.pm(got["mean"]["uf1"], got["sd"]["uf1"]) in line
