@@ -4,7 +4,7 @@ The training recipes: how train.py initialises, feeds, optimises and scores a fo
     import recipes
     opt, sched = recipes.optimizer("keras", model.parameters(), 1e-4, start_step=0)
     loss_fn = recipes.loss("keras")
-    idx = recipes.order("keras", train_idx, subjects)   # the batches' order
+    idx = recipes.order(recipes.ORDER["keras"], train_idx, subjects, labels)   # the batches' order
 
 keras: as the authors' Keras 2 code trained (ME_Autoencoders train_multi_stream.py, DSSN-MER
 networks.py): Keras 2.2.4's Adam with its step counter carried across folds, batches in subject
@@ -12,6 +12,12 @@ and sheet order, he_normal initialisation, Keras' clipped cross-entropy. pytorch
 (shuffled batches, torch's Adam with Keras' lr decay, zero biases, plain cross-entropy). plain: torch's
 Adam at a fixed lr, batches in sheet order, torch's default initialisation, plain cross-entropy (STSTNet's
 main.py). A new recipe is an entry in each table below; train.py records it in the run folder.
+
+The batch order of a recipe that does not shuffle (ORDERS, train.py --batch_order): subject (the
+authors'), sheet (the samples' own order: the sheet's or flow CSV's), class (class by class, each in
+sheet order: STSTNet's main.py reads its training images label folder by label folder and batches
+them unshuffled, so its batches are grouped by class; its folder order is os.listdir's, here the
+class order).
 """
 import math
 
@@ -23,6 +29,8 @@ ADAM_DECAY = 1e-7   # Keras Adam(decay=1e-7): lr / (1 + decay * step)
 RECIPES = ("keras", "pytorch", "plain")
 INIT = {"keras": "keras", "pytorch": "pytorch", "plain": "torch"}   # network.INITS of each recipe
 SHUFFLED = {"keras": False, "pytorch": True, "plain": False}        # batches drawn anew each epoch
+ORDERS = ("subject", "sheet", "class")
+ORDER = {"keras": "subject", "pytorch": "sheet", "plain": "sheet"}   # each recipe's batch order
 # where each fold's Adam starts counting: the keras recipe's counter runs on across folds
 CARRIES_STEPS = {"keras": True, "pytorch": False, "plain": False}
 
@@ -67,10 +75,14 @@ def authors_order(idx, subjects):
     samples in sheet order; a stable sort of the (sheet-ordered) indices by subject."""
     return idx[np.argsort(subjects[idx], kind="stable")]
 
-def order(recipe, idx, subjects):
-    """The order a fold's training samples are batched in, epoch after epoch (shuffled recipes
-    permute it anew each epoch): the keras recipe's is the authors', the others' the sheet's."""
-    return authors_order(idx, subjects) if recipe == "keras" else idx
+def order(kind, idx, subjects, labels):
+    """The order (ORDERS) a fold's training samples `idx` (in sheet order) are batched in, epoch
+    after epoch; a shuffled recipe permutes it anew each epoch."""
+    if kind == "subject":
+        return authors_order(idx, subjects)
+    if kind == "class":
+        return idx[np.argsort(labels[idx], kind="stable")]
+    return idx
 
 
 def optimizer(recipe, params, lr, start_step=0):

@@ -35,7 +35,7 @@ ABSENT = "not in the ground truth, so left out of UF1, UAR and authors' F1"
 # the arguments of train.py that change the results; config.json holds them and what run_config adds
 CONFIG_KEYS = ("path", "img_root", "catego", "parts", "num_classes", "protocol", "model", "image_mode",
                "batch_size", "epochs", "learning_rate", "seed", "amp", "face", "encoding", "flow", "demo",
-               "shuffle_labels", "final", "recipe",
+               "shuffle_labels", "final", "recipe", "batch_order",
                # the network's fusion (None for a network without one, train.resolve_network)
                "combination_mode")
 

@@ -79,6 +79,10 @@ def parser():
                    "he_normal biases, clipped cross-entropy); pytorch: shuffled batches, a fresh torch Adam "
                    "per fold, zero biases, plain cross-entropy; plain: torch's Adam at a fixed lr, batches "
                    "in sheet order, torch's default initialisation, plain cross-entropy (STSTNet's script)")
+    m.add_argument("--batch_order", default=None, choices=recipes.ORDERS,
+                   help="the unshuffled recipes' batch order: subject (keras's default: the authors'), sheet "
+                   "(plain's default: the samples' order), class (class by class, as STSTNet's main.py "
+                   "batches its label folders)")
     m.add_argument("--batch_size", type=utils.positive_int,
                    help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")
     m.add_argument("--epochs", type=utils.positive_int,
@@ -195,6 +199,10 @@ def resolve(args):
         if getattr(args, k) is None:
             setattr(args, k, v)
     resolve_network(args, net)
+    if args.batch_order is not None and recipes.SHUFFLED[args.recipe]:
+        raise utils.UserError(f"--batch_order {args.batch_order}: --recipe {args.recipe} shuffles the "
+                              f"batches every epoch")
+    args.batch_order = args.batch_order or recipes.ORDER[args.recipe]
     spec = datasets.DATASETS[args.catego]
     if args.protocol == "lodo" and not ("parts" in spec or spec.get("flows")):
         raise datasets.DataError("--protocol lodo holds out one dataset of a composite: "
@@ -371,8 +379,9 @@ def describe(args, config, pretrained, log):
         + (" with bf16 autocast" if args.amp == "bf16" else "")
         + ((", TF32" if args.tf32 else ", fp32 without TF32" if args.amp == "none" else "")
            + (", deterministic" if args.deterministic else "") if args.device.startswith("cuda") else "")
-        + f"; recipe {args.recipe}, batch {args.batch_size}, lr {args.learning_rate}, {args.epochs} epochs, "
-          f"seed {args.seed}"
+        + f"; recipe {args.recipe}, batch {args.batch_size}"
+        + ("" if recipes.SHUFFLED[args.recipe] else f" in {args.batch_order} order")
+        + f", lr {args.learning_rate}, {args.epochs} epochs, seed {args.seed}"
         + (" (demo settings)" if args.demo else " (its publication's settings unless given)"
            if network.MODELS[args.model].defaults else " (authors' settings unless given)"))
     init = {"keras": "Keras he_normal", "pytorch": "port-style He-normal",
@@ -418,7 +427,7 @@ def run_fold(args, run, what, held_out, train_idx, test_idx, start_step, data, c
     `config`, the folder must still have it when the fold is written (runfolder.check_config)."""
     t0 = time.time()
     epochs = []
-    train_idx = recipes.order(args.recipe, train_idx, data.subjects)
+    train_idx = recipes.order(args.batch_order, train_idx, data.subjects, data.y)
     probs, losses, model = train_fold(streams, y, train_idx, test_idx, args, fold_seed(args.seed, held_out),
                                       pretrained, epoch_probs=epochs, start_step=start_step)
     if config is not None:
@@ -504,7 +513,7 @@ def train_final(args, run, log, samples, data, streams, y, pretrained, config=No
     t0 = time.time()
     # Adam's counter starts at 0: no fold comes before this model (the authors trained none like it)
     idx = np.arange(len(data.y))
-    idx = recipes.order(args.recipe, idx, data.subjects)
+    idx = recipes.order(args.batch_order, idx, data.subjects, data.y)
     _, losses, model = train_fold(streams, y, idx, np.arange(0), args, args.seed, pretrained)
     ckpt = dict(state_dict={k: v.cpu() for k, v in model.state_dict().items()}, model=args.model,
                 num_classes=args.num_classes, combination_mode=args.combination_mode, recipe=args.recipe,

@@ -86,6 +86,14 @@ def test_authors_order_is_subjects_then_sheet_order():
     assert recipes.authors_order(np.array([0, 2, 3, 5]), subjects).tolist() == [0, 2, 5, 3]   # held out: 01
 
 
+def test_class_order_is_class_by_class_each_in_sheet_order():
+    # STSTNet's main.py: label folder by label folder, unshuffled; held-out samples stay out
+    labels, subjects = np.array([2, 0, 1, 0, 2, 1, 0]), np.array(["01"] * 7)
+    assert recipes.order("class", np.arange(7), subjects, labels).tolist() == [1, 3, 6, 2, 5, 0, 4]
+    assert recipes.order("class", np.array([0, 2, 3, 4]), subjects, labels).tolist() == [3, 2, 0, 4]
+    assert recipes.order("sheet", np.array([4, 0, 2]), subjects, labels).tolist() == [4, 0, 2]
+
+
 def test_each_recipe_gives_its_optimizer_loss_and_order():
     p = [torch.nn.Parameter(torch.zeros(2))]
     subjects = np.array(["02", "01", "02", "01"])
@@ -95,6 +103,6 @@ def test_each_recipe_gives_its_optimizer_loss_and_order():
         assert (sched is None) == (recipe != "pytorch")   # only the port's decays its lr
         assert recipes.INIT[recipe] in ("keras", "pytorch", "torch")
         want = [1, 3, 0, 2] if recipe == "keras" else [0, 1, 2, 3]
-        assert recipes.order(recipe, np.arange(4), subjects).tolist() == want
+        assert recipes.order(recipes.ORDER[recipe], np.arange(4), subjects, np.zeros(4)).tolist() == want
     assert recipes.optimizer("keras", p, 1e-3, start_step=5)[0].param_groups[0]["iterations"] == 5
     assert recipes.loss("keras") is recipes.keras_crossentropy

@@ -244,6 +244,8 @@ def test_other_demo_dir_caches_apart(tmp_path, monkeypatch):
      "--pretrained: STSTNet has no AlexNet conv1/conv2"),
     (["--model", "DSSN", "--image_mode", "F", "O"], "--image_mode O: DSSN takes 227x227 streams (F S G)"),
     (["--subjects", "99"], "--subjects 99: not in the data"),
+    (["--recipe", "pytorch", "--batch_order", "class"],
+     "--batch_order class: --recipe pytorch shuffles the batches every epoch"),
 ])
 def test_bad_flags_one_line(dataset, tmp_path, capsys, extra, message):
     assert run(dataset, tmp_path / "bad", *extra) == 2
@@ -256,15 +258,34 @@ def test_ststnet_trains_with_its_published_settings(dataset, tmp_path):
     # batch 256, 800 epochs, recipe plain); given flags and the demo's settings take precedence
     a = train.resolve(train.parser().parse_args(["--device", "cpu", "--catego", "FLOWS", "--img_root", "x",
                                                  "--model", "STSTNet"]))
-    assert (a.batch_size, a.learning_rate, a.epochs, a.recipe, a.image_mode) \
-        == (256, 5e-5, 800, "plain", ["O"])
-    assert train.resolve(train.parser().parse_args(["--device", "cpu", "--catego", "FLOWS", "--img_root", "x",
-                                                    "--model", "DSSN"])).recipe == "keras"
+    assert (a.batch_size, a.learning_rate, a.epochs, a.recipe, a.image_mode, a.batch_order) \
+        == (256, 5e-5, 800, "plain", ["O"], "sheet")
+    dssn = train.resolve(train.parser().parse_args(["--device", "cpu", "--catego", "FLOWS", "--img_root", "x",
+                                                    "--model", "DSSN"]))
+    assert (dssn.recipe, dssn.batch_order) == ("keras", "subject")
     out = tmp_path / "stst"
     assert run(dataset, out, "--model", "STSTNet", "--subjects", "01") == 0
     cfg = runfolder.read_config(str(out))
-    assert (cfg["model"], cfg["image_mode"], cfg["recipe"]) == ("STSTNet", ["O"], "plain")
+    assert (cfg["model"], cfg["image_mode"], cfg["recipe"], cfg["batch_order"]) == ("STSTNet", ["O"], "plain",
+                                                                                     "sheet")
     assert "STSTNet O, 2,485 parameters" in (out / "train.log").read_text()
+
+
+def test_batch_order_class_batches_class_by_class(dataset, tmp_path, monkeypatch):
+    # STSTNet's main.py batches its label folders one after another, unshuffled
+    seen, real = [], train.train_fold
+    def spy(streams, y, train_idx, *a, **k):
+        seen.append(y[torch.as_tensor(train_idx)].tolist())
+        return real(streams, y, train_idx, *a, **k)
+    monkeypatch.setattr(train, "train_fold", spy)
+    out = tmp_path / "by_class"
+    assert run(dataset, out, "--model", "STSTNet", "--batch_order", "class", "--subjects", "01") == 0
+    assert seen[0] == sorted(seen[0]) and len(set(seen[0])) == 5
+    assert runfolder.read_config(str(out))["batch_order"] == "class"
+    assert "batch 4 in class order" in (out / "train.log").read_text()
+    seen.clear()
+    assert run(dataset, tmp_path / "by_sheet", "--model", "STSTNet", "--subjects", "01") == 0
+    assert seen[0] != sorted(seen[0])   # the demo's sheet lists each subject's five classes in turn
 
 
 def test_three_stream_dssn_and_its_fusion_in_the_run_identity(dataset, tmp_path, capsys):
