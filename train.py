@@ -517,6 +517,7 @@ def train_final(args, run, log, samples, data, streams, y, pretrained, config=No
     _, losses, model = train_fold(streams, y, idx, np.arange(0), args, args.seed, pretrained)
     ckpt = dict(state_dict={k: v.cpu() for k, v in model.state_dict().items()}, model=args.model,
                 num_classes=args.num_classes, combination_mode=args.combination_mode, recipe=args.recipe,
+                batch_order=args.batch_order,
                 image_mode=args.image_mode, classes=samples.classes, catego=args.catego, parts=args.parts,
                 preprocess=input_settings(samples, args),
                 train_loss=losses, samples=int(len(data.y)), subjects=sorted(set(data.subjects.tolist())),

@@ -72,7 +72,7 @@ def test_custom_trains_with_its_own_classes_and_predicts(layouts, capsys):
     ckpt = torch.load(d / "final" / "final.pt", weights_only=True)
     assert (ckpt["catego"] == "CUSTOM" and "P1/clips/P1_happy@12" in ckpt["sample_ids"]
             and len(ckpt["sample_ids"]) == 6)
-    assert ckpt["recipe"] == "keras"
+    assert (ckpt["recipe"], ckpt["batch_order"]) == ("keras", "subject")
 
 
 @pytest.fixture(scope="module")
