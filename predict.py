@@ -113,8 +113,8 @@ def load_checkpoint(path, device="cpu"):
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, ValueError) as e:
         # load_state_dict's first line only names the network; the first mismatch follows it
-        lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
-        why = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else (lines or [""])[0]
+        lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()] or [""]
+        why = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
         raise PredictError(f"{path}: weights do not fit a {ckpt['num_classes']}-class {ckpt['model']} "
                            f"({why})") from None
     return model.to(device).eval(), ckpt
