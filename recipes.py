@@ -10,14 +10,14 @@ keras: as the authors' Keras 2 code trained (ME_Autoencoders train_multi_stream.
 networks.py): Keras 2.2.4's Adam with its step counter carried across folds, batches in subject
 and sheet order, he_normal initialisation, Keras' clipped cross-entropy. pytorch: the port's
 (shuffled batches, torch's Adam with Keras' lr decay, zero biases, plain cross-entropy). plain: torch's
-Adam at a fixed lr, batches in sheet order, torch's default initialisation, plain cross-entropy (STSTNet's
+Adam at a fixed lr, batches class by class, torch's default initialisation, plain cross-entropy (STSTNet's
 main.py). A new recipe is an entry in each table below; train.py records it in the run folder.
 
 The batch order of a recipe that does not shuffle (ORDERS, train.py --batch_order): subject (the
 authors'), sheet (the samples' own order: the sheet's or flow CSV's), class (class by class, each in
 sheet order: STSTNet's main.py reads its training images label folder by label folder and batches
-them unshuffled, so its batches are grouped by class; its folder order is os.listdir's, here the
-class order).
+them unshuffled, so its batches are grouped by class; its published PyTorch log lists each test
+subject's samples with the labels in ascending order, so its folders came in class order).
 """
 import math
 
@@ -30,7 +30,7 @@ RECIPES = ("keras", "pytorch", "plain")
 INIT = {"keras": "keras", "pytorch": "pytorch", "plain": "torch"}   # network.INITS of each recipe
 SHUFFLED = {"keras": False, "pytorch": True, "plain": False}        # batches drawn anew each epoch
 ORDERS = ("subject", "sheet", "class")
-ORDER = {"keras": "subject", "pytorch": "sheet", "plain": "sheet"}   # each recipe's batch order
+ORDER = {"keras": "subject", "pytorch": "sheet", "plain": "class"}   # each recipe's batch order
 # where each fold's Adam starts counting: the keras recipe's counter runs on across folds
 CARRIES_STEPS = {"keras": True, "pytorch": False, "plain": False}
 

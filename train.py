@@ -78,10 +78,10 @@ def parser():
                    "subject and sheet order, Keras' Adam with its step counter carried across folds, "
                    "he_normal biases, clipped cross-entropy); pytorch: shuffled batches, a fresh torch Adam "
                    "per fold, zero biases, plain cross-entropy; plain: torch's Adam at a fixed lr, batches "
-                   "in sheet order, torch's default initialisation, plain cross-entropy (STSTNet's script)")
+                   "class by class, torch's default initialisation, plain cross-entropy (STSTNet's script)")
     m.add_argument("--batch_order", default=None, choices=recipes.ORDERS,
                    help="the unshuffled recipes' batch order: subject (keras's default: the authors'), sheet "
-                   "(plain's default: the samples' order), class (class by class, as STSTNet's main.py "
+                   "(the samples' order), class (plain's default: class by class, as STSTNet's main.py "
                    "batches its label folders)")
     m.add_argument("--batch_size", type=utils.positive_int,
                    help=f"default {PAPER['batch_size']} (demo {DEMO['batch_size']})")

@@ -259,7 +259,7 @@ def test_ststnet_trains_with_its_published_settings(dataset, tmp_path):
     a = train.resolve(train.parser().parse_args(["--device", "cpu", "--catego", "FLOWS", "--img_root", "x",
                                                  "--model", "STSTNet"]))
     assert (a.batch_size, a.learning_rate, a.epochs, a.recipe, a.image_mode, a.batch_order) \
-        == (256, 5e-5, 800, "plain", ["O"], "sheet")
+        == (256, 5e-5, 800, "plain", ["O"], "class")
     dssn = train.resolve(train.parser().parse_args(["--device", "cpu", "--catego", "FLOWS", "--img_root", "x",
                                                     "--model", "DSSN"]))
     assert (dssn.recipe, dssn.batch_order) == ("keras", "subject")
@@ -267,7 +267,7 @@ def test_ststnet_trains_with_its_published_settings(dataset, tmp_path):
     assert run(dataset, out, "--model", "STSTNet", "--subjects", "01") == 0
     cfg = runfolder.read_config(str(out))
     assert (cfg["model"], cfg["image_mode"], cfg["recipe"], cfg["batch_order"]) == ("STSTNet", ["O"], "plain",
-                                                                                     "sheet")
+                                                                                     "class")
     assert "STSTNet O, 2,485 parameters" in (out / "train.log").read_text()
 
 
@@ -279,12 +279,13 @@ def test_batch_order_class_batches_class_by_class(dataset, tmp_path, monkeypatch
         return real(streams, y, train_idx, *a, **k)
     monkeypatch.setattr(train, "train_fold", spy)
     out = tmp_path / "by_class"
-    assert run(dataset, out, "--model", "STSTNet", "--batch_order", "class", "--subjects", "01") == 0
+    assert run(dataset, out, "--model", "STSTNet", "--subjects", "01") == 0   # its recipe's default
     assert seen[0] == sorted(seen[0]) and len(set(seen[0])) == 5
     assert runfolder.read_config(str(out))["batch_order"] == "class"
     assert "batch 4 in class order" in (out / "train.log").read_text()
     seen.clear()
-    assert run(dataset, tmp_path / "by_sheet", "--model", "STSTNet", "--subjects", "01") == 0
+    assert run(dataset, tmp_path / "by_sheet", "--model", "STSTNet", "--batch_order", "sheet",
+               "--subjects", "01") == 0
     assert seen[0] != sorted(seen[0])   # the demo's sheet lists each subject's five classes in turn
 
 
