@@ -319,7 +319,7 @@ declare(DSSN, modes=["F", "G"], streams=(2, None), fusions=DSSN.MODES, fusion="m
         cam=trunk_conv2,
         help="one such trunk per stream (two: the paper's), fused by --combination_mode")
 # STSTNet's published training (main.py): torch's Adam at lr 5e-5, batch 256, 800 epochs, plain
-# cross-entropy, torch's default initialisation, batches in order (recipe plain), last epoch
+# cross-entropy, torch's default initialisation, batches class by class (recipe plain), last epoch
 declare(STSTNet, modes=["O"], size=28, recipe="plain", batch_size=256, learning_rate=5e-5, epochs=800,
         help="Liong et al. 2019, on its 28x28 (u, v, strain) image")
 
